@@ -1,0 +1,60 @@
+"""Option types and helpers shared by the commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from nnkit.errors import NnkitError
+from nnkit.spec import TensorSpec, parse_spec
+
+
+class SpecType(click.ParamType):
+    """``name:dims[:dtype]``, e.g. ``x:batch=2x3x32x32:float32``."""
+
+    name = "SPEC"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> TensorSpec:
+        if isinstance(value, TensorSpec):
+            return value
+        try:
+            return parse_spec(value)
+        except NnkitError as e:
+            self.fail(e.message, param, ctx)
+
+
+class CommaList(click.ParamType):
+    """``a,b,c`` -> ["a", "b", "c"], each checked against ``choices`` when given."""
+
+    name = "LIST"
+
+    def __init__(self, choices: list[str] | None = None) -> None:
+        self.choices = choices
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> list[str]:
+        if isinstance(value, list):
+            return value
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        if not items:
+            self.fail(f"{value!r} names nothing", param, ctx)
+        if self.choices is not None:
+            bad = [v for v in items if v not in self.choices]
+            if bad:
+                self.fail(f"unknown {bad[0]!r}: valid are {', '.join(self.choices)}", param, ctx)
+        return items
+
+
+def emit_json(data: Any) -> None:
+    """Write ``data`` as indented JSON to stdout."""
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,65 @@
+"""One exception family for everything a user can get wrong.
+
+Every error nnkit raises on purpose derives from :class:`NnkitError`, which is a
+:class:`click.ClickException`: the CLI prints it as one line on stderr and exits with
+its ``exit_code`` (2: the request cannot be carried out). Library users catch
+``NnkitError`` and get the same message.
+"""
+
+from __future__ import annotations
+
+import click
+
+#: Exit status of a successful command.
+EXIT_OK = 0
+#: Exit status of a verdict that failed: an invalid model, a parity mismatch.
+EXIT_FAILED = 1
+#: Exit status of a request that cannot be carried out.
+EXIT_USAGE = 2
+
+
+class NnkitError(click.ClickException):
+    """A request that cannot be carried out. Printed as one line, exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+    def format_message(self) -> str:
+        # One line, always: a multi-line cause (a native runtime's log block) is folded.
+        return " ".join(self.message.split())
+
+
+class ModelSourceError(NnkitError):
+    """A model reference that cannot be resolved: unknown name, bad file, missing class."""
+
+
+class SpecError(NnkitError):
+    """An input spec that cannot be parsed or does not fit the model."""
+
+
+class InputError(NnkitError):
+    """Input arrays that do not fit the model: names, ranks, dims, dtypes, bad files."""
+
+
+class ModelFileError(NnkitError):
+    """An ONNX file that is missing, unreadable or not a model."""
+
+
+class ExportError(NnkitError):
+    """An exporter that failed on a model."""
+
+
+class BackendUnavailableError(NnkitError):
+    """A backend that was asked for and cannot run on this machine."""
+
+
+class BackendError(NnkitError):
+    """A backend that failed to load or run a model it was given."""
+
+    def __init__(self, message: str, *, backend: str, model_path: str | None = None) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.model_path = model_path
+
+
+class OutputPathError(NnkitError):
+    """An output path that cannot be written."""

@@ -1,0 +1,134 @@
+"""Input arrays: seeded generation from specs, and loading user feeds from .npy/.npz.
+
+Generated inputs are a pure function of (specs, sizes, seed): every backend of a run,
+and every run of a CI job, sees the same numbers. Feeds from files are loaded with
+``allow_pickle=False``: an object array or a pickle is refused, never unpickled.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from nnkit.errors import InputError
+from nnkit.spec import TensorSpec
+
+#: Default seed of generated inputs.
+DEFAULT_SEED = 0
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype for a spec dtype name (bfloat16 through ml_dtypes)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
+
+def random_array(
+    shape: tuple[int, ...],
+    dtype: str,
+    rng: np.random.Generator,
+    *,
+    value_range: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """One array of ``shape`` and ``dtype`` drawn from ``rng``.
+
+    Floats are standard normal; integers uniform in ``value_range`` (inclusive, default
+    0..9); booleans fair coin flips.
+    """
+    dt = numpy_dtype(dtype)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dt, np.integer):
+        lo, hi = value_range or (0, 9)
+        return rng.integers(lo, hi, size=shape, endpoint=True).astype(dt)
+    return rng.standard_normal(shape, dtype=np.float32).astype(dt)
+
+
+def generate(
+    specs: Iterable[TensorSpec],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, np.ndarray]:
+    """Seeded arrays for ``specs``.
+
+    Args:
+        specs: the tensors to make.
+        sizes: dynamic dim label -> size; a label not given takes its example size.
+        shapes: input name -> concrete shape, overriding ``sizes`` for that input.
+        seed: the seed; the same seed gives the same arrays.
+
+    Returns:
+        Input name -> array, in the order of ``specs``.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = sizes or {}
+    shapes = shapes or {}
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        shape = shapes.get(spec.name) or spec.shape_with(dict(sizes))
+        out[spec.name] = random_array(shape, spec.dtype, rng, value_range=spec.value_range)
+    return out
+
+
+def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray]:
+    """Load user feeds: ``(name, file.npy)`` pairs, or ``(None, file.npz)`` for many at once.
+
+    Raises:
+        InputError: a file that is missing, not an array, an object array or a pickle.
+    """
+    feeds: dict[str, np.ndarray] = {}
+    for name, path in items:
+        loaded = _load_array_file(path)
+        if isinstance(loaded, np.ndarray):
+            if name is None:
+                raise InputError(f"{path}: a .npy file holds one array; give it as NAME={path}")
+            arrays = {name: loaded}
+        else:
+            arrays = loaded
+            if name is not None:
+                if name not in arrays:
+                    raise InputError(
+                        f"{path} has no array {name!r}; it holds {', '.join(arrays) or 'none'}"
+                    )
+                arrays = {name: arrays[name]}
+        for key, arr in arrays.items():
+            if key in feeds:
+                raise InputError(f"input {key!r} is given twice")
+            feeds[key] = arr
+    return feeds
+
+
+def _load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"input file {str(path)!r} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return _checked(loaded, str(path))
+        with loaded:
+            return {k: _checked(loaded[k], f"{path}[{k}]") for k in loaded.files}
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InputError(f"{path} is not a readable .npy/.npz array file: {_why(e)}") from None
+
+
+def _checked(arr: np.ndarray, what: str) -> np.ndarray:
+    if not isinstance(arr, np.ndarray) or arr.dtype.hasobject or arr.dtype.fields:
+        raise InputError(
+            f"{what} is not a numeric array (dtype {arr.dtype}); nnkit feeds plain arrays"
+        )
+    return arr
+
+
+def _why(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,60 @@
+"""Keep native libraries' console noise from the user.
+
+torch prints progress during a dynamo export and onnxruntime prints C++ log blocks when
+a provider fails to load. Both write to the process's file descriptors from native
+code, so :func:`captured` redirects fd 1 and 2 (and Python's ``sys.stdout``/``stderr``)
+into a temporary file, and hands back what was written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+class Captured:
+    """What was written while captured; ``text`` is set when the block ends."""
+
+    text: str = ""
+
+
+@contextlib.contextmanager
+def captured(enabled: bool = True) -> Iterator[Captured]:
+    """Capture everything written to stdout and stderr, native code included."""
+    result = Captured()
+    if not enabled:
+        yield result
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = _redirect_fds(sink.fileno())
+        text_sink = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(text_sink), contextlib.redirect_stderr(text_sink):
+                yield result
+        finally:
+            _restore_fds(saved)
+            sink.seek(0)
+            result.text = sink.read().decode("utf-8", "replace") + text_sink.getvalue()
+
+
+def _redirect_fds(target: int) -> list[tuple[int, int]]:
+    saved = []
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        with contextlib.suppress(Exception):
+            stream.flush()
+        try:
+            saved.append((fd, os.dup(fd)))
+            os.dup2(target, fd)
+        except OSError:  # no such fd (a daemon, some test runners): nothing to capture
+            continue
+    return saved
+
+
+def _restore_fds(saved: list[tuple[int, int]]) -> None:
+    for fd, copy in saved:
+        os.dup2(copy, fd)
+        os.close(copy)
