@@ -177,7 +177,7 @@ def check_feeds(declared: tuple[TensorInfo, ...], feeds: Mapping[str, np.ndarray
             raise InputError(
                 f"input {info.name!r}: rank {arr.ndim} != {len(info.dims)}: {expected}, {given}"
             )
-        for axis, (want, got) in enumerate(zip(info.dims, arr.shape)):
+        for axis, (want, got) in enumerate(zip(info.dims, arr.shape, strict=True)):
             if isinstance(want, int) and want != got:
                 raise InputError(
                     f"input {info.name!r}: dim {axis} is {got}, must be {want}: {expected}, {given}"
