@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnkit.errors import ModelFileError
+from nnkit.errors import ModelFileError, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -77,7 +77,7 @@ def load_model_file(path: str | Path, *, external_data: bool = True) -> onnx.Mod
         model = onnx.load(str(p), load_external_data=False)
     except (DecodeError, RuntimeWarning, ValueError, UnicodeDecodeError) as e:
         raise ModelFileError(
-            f"{p} is not an ONNX model (cannot parse it: {_first_line(e)})"
+            f"{p} is not an ONNX model (cannot parse it: {first_line(e)})"
         ) from None
     except OSError as e:
         raise ModelFileError(f"cannot read {p}: {e.strerror or e}") from None
@@ -108,7 +108,7 @@ def _load_external(model: onnx.ModelProto, path: Path) -> None:
     try:
         load_external_data_for_model(model, str(path.parent))
     except Exception as e:  # onnx raises bare ValueError/OSError here
-        raise ModelFileError(f"cannot load the external data of {path}: {_first_line(e)}") from None
+        raise ModelFileError(f"cannot load the external data of {path}: {first_line(e)}") from None
 
 
 def _external_location(tensor: onnx.TensorProto) -> str:
@@ -150,20 +150,21 @@ def check_file(path: str | Path) -> CheckResult:
     try:
         summary = summarize(model, p)
     except Exception as e:  # a model too broken to summarise is still an invalid model
-        return CheckResult(False, [f"cannot summarise: {_first_line(e)}"])
+        return CheckResult(False, [f"cannot summarise: {first_line(e)}"])
     try:
         # The path form handles models over 2 GB and external data.
         onnx.checker.check_model(str(p), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        return CheckResult(False, [_first_line(e)], summary)
+        return CheckResult(False, [first_line(e)], summary)
     except Exception as e:  # the checker raises other types on malformed fields
-        return CheckResult(False, [f"{type(e).__name__}: {_first_line(e)}"], summary)
+        return CheckResult(False, [f"{type(e).__name__}: {first_line(e)}"], summary)
     return CheckResult(True, [], summary)
 
 
 def summarize(model: onnx.ModelProto, path: Path) -> ModelSummary:
     """A :class:`ModelSummary` of ``model``, read from ``path``."""
     import numpy as np
+    import onnx
 
     ops: Counter[str] = Counter()
     nodes = 0
@@ -171,7 +172,14 @@ def summarize(model: onnx.ModelProto, path: Path) -> ModelSummary:
         for n in g.node:
             ops[f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type] += 1
             nodes += 1
-    params = sum(int(np.prod(t.dims)) for t in _all_initializers(model))
+    # Parameters are the floating-point initializers; int64 ones are shapes and indices.
+    floats = {
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+        onnx.TensorProto.DOUBLE,
+    }
+    params = sum(int(np.prod(t.dims)) for t in _all_initializers(model) if t.data_type in floats)
     return ModelSummary(
         path=str(path),
         size_bytes=path.stat().st_size,
@@ -233,8 +241,3 @@ def read_io(path: str | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo,
     inputs = tuple(value_info(v) for v in _graph_inputs(model.graph))
     outputs = tuple(value_info(v) for v in model.graph.output)
     return inputs, outputs
-
-
-def _first_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__

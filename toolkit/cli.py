@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+from typing import Any
 
 import click
 
@@ -44,6 +45,24 @@ class LazyGroup(click.Group):
     @staticmethod
     def _module_exists(name: str) -> bool:
         return importlib.util.find_spec(f"nnkit.commands.{COMMANDS[name]}") is not None
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Run the CLI; every error a user can cause ends as one line on stderr."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as e:
+            hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            click.echo(f"Error: {' '.join(e.format_message().split())}{hint}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -80,4 +99,4 @@ def cli(debug: bool) -> None:
 
 def main() -> None:
     """Console entry point."""
-    sys.exit(cli.main(prog_name="nnkit"))
+    cli.main(prog_name="nnkit")

@@ -63,3 +63,13 @@ class BackendError(NnkitError):
 
 class OutputPathError(NnkitError):
     """An output path that cannot be written."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name.
+
+    Native runtimes raise messages of many lines (a C++ log block, a Rust backtrace);
+    the first line is the one that says what went wrong.
+    """
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

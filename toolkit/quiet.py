@@ -2,8 +2,8 @@
 
 torch prints progress during a dynamo export and onnxruntime prints C++ log blocks when
 a provider fails to load. Both write to the process's file descriptors from native
-code, so :func:`captured` redirects fd 1 and 2 (and Python's ``sys.stdout``/``stderr``)
-into a temporary file, and hands back what was written.
+code, so :func:`captured` redirects fd 1 and 2 (and Python's ``sys.stdout``/``stderr``,
+and warnings) into a temporary file, and hands back what was written.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 
@@ -33,12 +34,21 @@ def captured(enabled: bool = True) -> Iterator[Captured]:
         saved = _redirect_fds(sink.fileno())
         text_sink = io.StringIO()
         try:
-            with contextlib.redirect_stdout(text_sink), contextlib.redirect_stderr(text_sink):
+            with (
+                contextlib.redirect_stdout(text_sink),
+                contextlib.redirect_stderr(text_sink),
+                warnings.catch_warnings(record=True) as caught,
+            ):
+                warnings.simplefilter("always")
                 yield result
         finally:
             _restore_fds(saved)
             sink.seek(0)
-            result.text = sink.read().decode("utf-8", "replace") + text_sink.getvalue()
+            result.text = (
+                sink.read().decode("utf-8", "replace")
+                + text_sink.getvalue()
+                + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+            )
 
 
 def _redirect_fds(target: int) -> list[tuple[int, int]]:

@@ -93,6 +93,11 @@ def parse_dim(text: str, *, spec: str) -> DimLike:
         raise SpecError(
             f"bad dimension label {label!r} in spec {spec!r}: a label is a Python identifier"
         )
+    if int(size) < 2:
+        raise SpecError(
+            f"dynamic dimension {text!r} in spec {spec!r} needs an example size of at least 2: "
+            "exporters fix a dimension traced at size 1"
+        )
     return Dim(label, int(size))
 
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnkit.errors import BackendError, InputError
+from nnkit.errors import BackendError, InputError, NnkitError, first_line
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Backend(abc.ABC):
         self.inputs, self.outputs = read_io(self.path)
         try:
             self.load_impl()
-        except BackendError:
+        except NnkitError:  # ours already (BackendUnavailableError too): keep it
             raise
         except Exception as e:  # a runtime's own exception type: wrap, keep the cause
             raise self.error(f"cannot load {self.path}", e) from e
@@ -84,7 +84,7 @@ class Backend(abc.ABC):
         check_feeds(self.inputs, feeds)
         try:
             return self.run_impl(dict(feeds))
-        except BackendError:
+        except NnkitError:
             raise
         except Exception as e:
             raise self.error(f"cannot run {self.path}", e) from e
@@ -133,8 +133,7 @@ class Backend(abc.ABC):
     # -- helpers ----------------------------------------------------------------------
     def error(self, what: str, cause: BaseException) -> BackendError:
         """A :class:`BackendError` for this backend and file, with the cause's first line."""
-        first = next((ln.strip() for ln in str(cause).splitlines() if ln.strip()), "")
-        reason = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+        reason = f"{type(cause).__name__}: {first_line(cause)}"
         return BackendError(
             f"{self.name}: {what}: {reason}", backend=self.name, model_path=str(self.path)
         )

@@ -1,0 +1,49 @@
+# nnkit: every target installs what it needs into .venv, and is quick once set up.
+#
+#   make parity   export the zoo and run the parity matrix on the runtimes present,
+#                 reports in reports/ (the main job)
+#   make test     the test suite
+#   make lint     ruff check and format check
+#
+# torch is pinned to the 2.13.0 build this kind of machine has on disk (CPU). A GPU
+# user picks another build:  make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nnkit-installed
+REPORTS ?= reports
+
+.PHONY: install test lint format parity bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+parity: install
+	mkdir -p $(REPORTS)
+	$(BIN)/nnkit parity --artifacts $(REPORTS)/onnx --json $(REPORTS)/parity.json \
+		--markdown $(REPORTS)/parity.md --junit $(REPORTS)/parity.xml
+
+bench: install
+	$(BIN)/python scripts/bench_zoo.py
+
+clean:
+	rm -rf $(VENV) $(REPORTS) .pytest_cache .ruff_cache .hypothesis

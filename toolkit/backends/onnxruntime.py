@@ -1,0 +1,236 @@
+"""onnxruntime: the ``cpu``, ``cuda`` and ``tensorrt`` backends, one execution provider each.
+
+onnxruntime-gpu lists CUDA and TensorRT as available even where their libraries cannot
+load, then silently runs on the CPU (onnxruntime#23372). nnkit never does: after creating
+a session it reads the providers the session actually got and, when the one asked for
+is not first, raises :class:`~nnkit.errors.BackendUnavailableError` naming the library
+that did not load (read from onnxruntime's own log, captured at the file-descriptor
+level so the terminal stays clean) and whether a GPU is present at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnkit.backends._probe import import_runtime, run_probe
+from nnkit.backends.base import Backend
+from nnkit.errors import BackendUnavailableError
+
+#: onnxruntime's own severity for its session log: 3 = errors only.
+_SESSION_LOG_SEVERITY = 3
+#: "Failed to load library .../libonnxruntime_providers_cuda.so with error: libX.so.13: cannot open"
+_LIB_FAILED = re.compile(
+    r"Failed to load library \S*?libonnxruntime_providers_(\w+)\.so with error: ([^\n]+)"
+)
+_MISSING_SO = re.compile(r"(\S+\.so[.\d]*): cannot open shared object file")
+_REQUIRES = re.compile(r"Require (.+?)\. Please")
+
+
+def _ort() -> Any:
+    return import_runtime("onnxruntime", "onnxruntime", "onnxruntime-gpu (or onnxruntime)")
+
+
+def ort_distribution() -> str:
+    """Which onnxruntime distribution is installed: ``onnxruntime-gpu``, ``onnxruntime`` ..."""
+    import importlib.metadata as md
+
+    for dist in ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino", "onnxruntime-directml"):
+        try:
+            md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+        return dist
+    return "onnxruntime"
+
+
+class OnnxRuntimeBackend(Backend):
+    """An onnxruntime session with exactly one requested execution provider.
+
+    Graph optimizations are all on (``ORT_ENABLE_ALL``); ``threads`` sets
+    ``intra_op_num_threads`` (None: onnxruntime's default, one per physical core).
+    """
+
+    requirement: ClassVar[str] = "onnxruntime-gpu"
+    #: The execution provider this backend asks for; it must be first in the session's.
+    provider: ClassVar[str]
+    #: The ``libonnxruntime_providers_<short>.so`` that holds the provider.
+    provider_library: ClassVar[str | None] = None
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        super().__init__(path, threads=threads)
+        self.session: Any = None
+
+    @classmethod
+    def probe(cls) -> str:
+        return run_probe(cls, _ort().__version__)
+
+    def provider_list(self) -> list[Any]:
+        """The ``providers`` argument of the session: the requested one, then fallbacks."""
+        return [self.provider, "CPUExecutionProvider"]
+
+    def load_impl(self) -> None:
+        from nnkit.quiet import captured
+
+        ort = _ort()
+        if self.provider not in ort.get_available_providers():
+            raise BackendUnavailableError(
+                f"{self.name}: this onnxruntime build ({ort_distribution()} {ort.__version__}) "
+                f"has no {self.provider}; install onnxruntime-gpu (and not onnxruntime beside it)"
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = _SESSION_LOG_SEVERITY
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        with captured() as log:
+            session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=self.provider_list()
+            )
+        got = session.get_providers()
+        if not got or got[0] != self.provider:
+            raise BackendUnavailableError(self._fallback_reason(log.text, got))
+        self.session = session
+
+    def _fallback_reason(self, log: str, got: list[str]) -> str:
+        """Why the requested provider did not load, from onnxruntime's captured log."""
+        from nnkit.hardware import gpu_note
+
+        reason = "onnxruntime gave no reason"
+        for short, error in _LIB_FAILED.findall(log):
+            if short == self.provider_library or reason == "onnxruntime gave no reason":
+                missing = _MISSING_SO.search(error)
+                reason = f"{missing.group(1)} not found" if missing else error.strip()
+        requires = _REQUIRES.search(log)
+        if requires:
+            reason += f" (onnxruntime {_ort().__version__} requires {requires.group(1)})"
+        fallback = ", ".join(p.removesuffix("ExecutionProvider") for p in got) or "nothing"
+        return (
+            f"{self.name}: {self.provider} did not load: {reason}; {gpu_note()} "
+            f"(onnxruntime fell back to {fallback}; nnkit never does)"
+        )
+
+    def run_impl(self, feeds: Any) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.outputs]
+        values = self.session.run(names, feeds)
+        return dict(zip(names, values, strict=True))
+
+    def close_impl(self) -> None:
+        self.session = None
+
+
+class CPUBackend(OnnxRuntimeBackend):
+    """onnxruntime on the CPU (``CPUExecutionProvider``)."""
+
+    name: ClassVar[str] = "cpu"
+    requirement: ClassVar[str] = "onnxruntime-gpu (or onnxruntime)"
+    provider: ClassVar[str] = "CPUExecutionProvider"
+
+    def provider_list(self) -> list[Any]:
+        return [self.provider]
+
+
+class _Bound:
+    """Feeds already on the device, bound with the outputs to one IOBinding."""
+
+    def __init__(self, binding: Any, values: list[Any]) -> None:
+        self.binding = binding
+        self.values = values  # keep the device buffers alive as long as the binding
+
+
+class CUDABackend(OnnxRuntimeBackend):
+    """onnxruntime on an NVIDIA GPU (``CUDAExecutionProvider``, device 0).
+
+    :meth:`run` takes and returns numpy arrays. For timing, :meth:`prepare` copies the
+    feeds to the device once and binds them and the outputs (on the device) with an
+    IOBinding; :meth:`run_prepared` then runs with no host copies, waits for the device
+    and returns the outputs as device-resident ``OrtValue`` objects.
+    """
+
+    name: ClassVar[str] = "cuda"
+    provider: ClassVar[str] = "CUDAExecutionProvider"
+    provider_library: ClassVar[str | None] = "cuda"
+    #: The device the inputs and outputs live on.
+    device_id: ClassVar[int] = 0
+
+    def provider_list(self) -> list[Any]:
+        return [(self.provider, {"device_id": self.device_id}), "CPUExecutionProvider"]
+
+    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> _Bound:
+        ort = _ort()
+        binding = self.session.io_binding()
+        values = []
+        for name, arr in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(arr), "cuda", self.device_id
+            )
+            binding.bind_ortvalue_input(name, value)
+            values.append(value)
+        for out in self.outputs:
+            binding.bind_output(out.name, "cuda", self.device_id)
+        binding.synchronize_inputs()
+        return _Bound(binding, values)
+
+    def run_impl(self, feeds: Any) -> Any:
+        if not isinstance(feeds, _Bound):
+            return super().run_impl(feeds)
+        self.session.run_with_iobinding(feeds.binding)
+        feeds.binding.synchronize_outputs()  # the harness's clock must wait for the device
+        return dict(zip([o.name for o in self.outputs], feeds.binding.get_outputs(), strict=True))
+
+
+def default_trt_cache() -> Path:
+    """Where TensorRT engines are cached by default: ``$XDG_CACHE_HOME/nnkit/trt``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nnkit" / "trt"
+
+
+class TensorRTBackend(CUDABackend):
+    """onnxruntime with ``TensorrtExecutionProvider`` (CUDA, then CPU, for what TensorRT cannot take).
+
+    Built engines are cached on disk (``cache_dir``, default :func:`default_trt_cache`):
+    the first :meth:`load` of a model builds its engine, later loads read it. Timing
+    that build is the harness's business: time :meth:`load`. FP32 only (no fp16/int8):
+    parity is judged against PyTorch in fp32.
+    """
+
+    name: ClassVar[str] = "tensorrt"
+    provider: ClassVar[str] = "TensorrtExecutionProvider"
+    provider_library: ClassVar[str | None] = "tensorrt"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        super().__init__(path, threads=threads)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_trt_cache()
+
+    def provider_list(self) -> list[Any]:
+        cache = str(self.cache_dir)
+        options = {
+            "device_id": self.device_id,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": cache,
+        }
+        return [(self.provider, options), *super().provider_list()]
+
+    def load_impl(self) -> None:
+        created = not self.cache_dir.exists()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            super().load_impl()
+        except BaseException:
+            if created:  # leave no empty cache folder behind where TensorRT cannot run
+                with contextlib.suppress(OSError):
+                    self.cache_dir.rmdir()
+            raise

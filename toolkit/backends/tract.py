@@ -1,0 +1,155 @@
+"""tract (package ``tract``, Sonos' Rust inference engine): the ``tract`` backend.
+
+tract types the whole graph before it runs it, and some exports type only one way:
+the dynamo export of ``CombinedNN`` only with its symbolic batch, the torchscript
+export of a 2-layer LSTM only with concrete shapes. So the model is first made runnable
+with the shapes the file declares (symbolic where symbolic), and where that cannot be
+typed or cannot run, again with the feeds' concrete shapes: one runnable per shape
+signature, cached. ``into_model().into_runnable()`` optimizes (tract 0.23 has no
+separate ``into_optimized``).
+
+tract names outputs after the nodes that produce them, so outputs are mapped back to
+the names the ONNX file declares, by position. Its errors come as ``TractError`` with a
+Rust backtrace: only the error and its innermost cause are kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from nnkit.backends._probe import import_runtime, run_probe
+from nnkit.backends.base import Backend
+from nnkit.errors import BackendError
+
+#: numpy dtype name -> tract's datum type mnemonic in a fact ("2,3,f32").
+_DATUM = {
+    "float32": "f32",
+    "float64": "f64",
+    "float16": "f16",
+    "int8": "i8",
+    "int16": "i16",
+    "int32": "i32",
+    "int64": "i64",
+    "uint8": "u8",
+    "uint16": "u16",
+    "uint32": "u32",
+    "uint64": "u64",
+    "bool": "bool",
+}
+
+Signature = tuple[tuple[int, ...], ...]
+
+
+def _tract() -> Any:
+    return import_runtime("tract", "tract", TractBackend.requirement)
+
+
+def tract_reason(error: BaseException) -> str:
+    """A TractError's message in one line: the error and its innermost cause, no backtrace.
+
+    ``Failed analyse for node #10 "conv" ConvHir / Caused by: 0: ... 3: Impossible to
+    unify Sym(batch) with Val(2). / Stack backtrace: ...`` becomes
+    ``Failed analyse for node #10 "conv" ConvHir: Impossible to unify Sym(batch) with Val(2).``
+    """
+    text = str(error).split("Stack backtrace:", 1)[0]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return type(error).__name__
+    head, causes = lines[0], [ln for ln in lines[1:] if ln != "Caused by:"]
+    if not causes:
+        return head
+    innermost = causes[-1].split(":", 1)[1].strip() if causes[-1][:1].isdigit() else causes[-1]
+    return f"{head}: {innermost}"
+
+
+class TractBackend(Backend):
+    """tract on the CPU; ``threads`` is ignored (tract runs on the calling thread)."""
+
+    name: ClassVar[str] = "tract"
+    requirement: ClassVar[str] = "tract"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        super().__init__(path, threads=threads)
+        self._symbolic: Any = None
+        self._symbolic_error: str | None = None
+        self._concrete: dict[Signature, Any] = {}
+
+    @classmethod
+    def probe(cls) -> str:
+        return run_probe(cls, _tract().version())
+
+    def load_impl(self) -> None:
+        tract = _tract()
+        self._concrete = {}
+        self._symbolic = None
+        self._symbolic_error = None
+        try:
+            model = tract.onnx().load(str(self.path))
+        except tract.TractError as e:
+            raise self._error(f"cannot load {self.path}", e) from e
+        try:
+            self._symbolic = model.into_model().into_runnable()
+        except tract.TractError as e:  # maybe typed with concrete shapes, at run time
+            self._symbolic_error = tract_reason(e)
+
+    def _error(self, what: str, cause: BaseException, extra: str = "") -> BackendError:
+        return BackendError(
+            f"tract: {what}: {tract_reason(cause)}{extra}",
+            backend=self.name,
+            model_path=str(self.path),
+        )
+
+    def _concrete_runnable(self, feeds: dict[str, np.ndarray]) -> Any:
+        """The runnable typed with the feeds' shapes, built once per shape signature."""
+        tract = _tract()
+        signature = tuple(tuple(feeds[i.name].shape) for i in self.inputs)
+        runnable = self._concrete.get(signature)
+        if runnable is None:
+            try:
+                model = tract.onnx().load(str(self.path))
+                for index, info in enumerate(self.inputs):
+                    dims = ",".join(str(d) for d in feeds[info.name].shape)
+                    datum = _DATUM.get(info.dtype, info.dtype)
+                    model.set_input_fact(index, f"{dims},{datum}" if dims else datum)
+                runnable = model.into_model().into_runnable()
+            except tract.TractError as e:
+                extra = (
+                    f" (with its declared shapes: {self._symbolic_error})"
+                    if self._symbolic_error
+                    else ""
+                )
+                what = f"cannot load {self.path} at input shapes {list(signature)}"
+                raise self._error(what, e, extra) from e
+            self._concrete[signature] = runnable
+        return runnable
+
+    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tract = _tract()
+        arrays = [np.ascontiguousarray(feeds[i.name]) for i in self.inputs]
+        if self._symbolic is not None and not self._concrete:
+            try:
+                return self._named(self._symbolic.run(arrays))
+            except tract.TractError as e:  # typed, but cannot run symbolic: go concrete
+                self._symbolic, self._symbolic_error = None, tract_reason(e)
+        runnable = self._concrete_runnable(feeds)
+        try:
+            return self._named(runnable.run(arrays))
+        except tract.TractError as e:
+            raise self._error(f"cannot run {self.path}", e) from e
+
+    def _named(self, values: list[Any]) -> dict[str, np.ndarray]:
+        if len(values) != len(self.outputs):
+            raise BackendError(
+                f"tract: {self.path} gives {len(values)} outputs, the file declares "
+                f"{len(self.outputs)}",
+                backend=self.name,
+                model_path=str(self.path),
+            )
+        return {o.name: v.to_numpy() for o, v in zip(self.outputs, values, strict=True)}
+
+    def close_impl(self) -> None:
+        self._symbolic = None
+        self._concrete = {}
