@@ -63,3 +63,30 @@ def test_unknown_command_is_exit_2():
     result = run_nnkit("frobnicate")
     assert result.returncode == 2
     assert "No such command 'frobnicate'" in result.stderr
+
+
+def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(monkeypatch, zoo_file):
+    import nnkit.check
+
+    path = str(zoo_file("relu", "torchscript"))
+
+    def broken(path):
+        raise ZeroDivisionError("planted bug\nsecond line")
+
+    monkeypatch.setattr(nnkit.check, "check_file", broken)
+    result = run_cli("check", path)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "Error: internal error: ZeroDivisionError: planted bug "
+        "(this is a bug in nnkit; run with --debug for the traceback)"
+    )
+    with pytest.raises(ZeroDivisionError):
+        run_cli("--debug", "check", path)
+
+
+def test_usage_errors_are_one_line_with_a_help_hint():
+    result = run_nnkit("export", "linear")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "Error: Missing option '-o' / '--output'. (see 'nnkit export --help')"
+    )

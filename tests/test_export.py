@@ -165,3 +165,15 @@ def test_unwritable_output_path_is_refused_before_exporting(tmp_path):
         "does not exist",
     )
     assert_one_line_error(run_cli("export", "linear", "-o", str(tmp_path)), "is a directory")
+
+
+def test_recurrent_models_export_again_in_the_same_process(tmp_path):
+    # torch 2.13 keeps a stale dispatch cache after the first dynamo export of an RNN;
+    # nnkit clears it, so a second export (parity, bench, a notebook) still works.
+    import numpy as np
+
+    for name in ("lstm", "gru", "lstm"):
+        path = tmp_path / f"{name}.onnx"
+        export_model(resolve_model(name), path, exporter="dynamo")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert session.run(None, {"x": np.zeros((1, 11, 10), np.float32)})[0].shape == (1, 11, 20)

@@ -8,6 +8,8 @@ its ``exit_code`` (2: the request cannot be carried out). Library users catch
 
 from __future__ import annotations
 
+import re
+
 import click
 
 #: Exit status of a successful command.
@@ -71,5 +73,22 @@ def first_line(e: BaseException) -> str:
     Native runtimes raise messages of many lines (a C++ log block, a Rust backtrace);
     the first line is the one that says what went wrong.
     """
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
     return lines[0] if lines else type(e).__name__
+
+
+def root_cause(e: BaseException) -> str:
+    """``Type: first line`` of the innermost cause of ``e``.
+
+    Wrappers such as torch.onnx's "Failed to export the model ... step 1/3" say where it
+    failed; the innermost cause says why.
+    """
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = [ln.strip() for ln in _ANSI.sub("", str(e)).splitlines() if ln.strip()]
+    # "Found the following conflicts ...:" says little without the line it introduces.
+    text = " ".join(lines[:2]) if len(lines) > 1 and lines[0].endswith(":") else first_line(e)
+    return f"{type(e).__name__}: {text}"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnkit import __version__
-from nnkit.errors import ExportError, first_line
+from nnkit.errors import ExportError, root_cause
 from nnkit.fsutil import atomic_output, check_writable
 from nnkit.quiet import captured
 from nnkit.resolve import ResolvedModel, example_args
@@ -79,7 +79,9 @@ def export_model(
     with atomic_output(target) as tmp:
         with captured(not verbose):
             try:
-                _EXPORT[exporter](model, args, tmp, opset, moving)
+                # A copy: exporting can mutate a module (an RNN's flat weights), and a
+                # second export of the same object then traces differently.
+                _EXPORT[exporter](_copied(model), args, tmp, opset, moving)
             except Exception as e:
                 raise ExportError(_explain(model, exporter, e)) from None
         proto = onnx.load(str(tmp))
@@ -111,6 +113,7 @@ def _export_dynamo(
     import torch
 
     dynamic = tuple(s.dynamic_axes or None for s in model.inputs)
+    _clear_rnn_dispatch_cache()
     program = torch.onnx.export(
         model.module,
         args,
@@ -121,6 +124,23 @@ def _export_dynamo(
         opset_version=opset,
     )
     program.save(str(tmp), external_data=False)
+
+
+def _clear_rnn_dispatch_cache() -> None:
+    """Work around a torch 2.13 bug that breaks every dynamo export of an RNN but the first.
+
+    With dynamic shapes, torch.onnx swaps in while-loop LSTM/GRU kernels by editing the
+    ops' ``py_kernels`` and restores them afterwards, but the ops' dispatch caches keep
+    the kernel resolved during the first export: the next export of an LSTM in the same
+    process fails with "tracing inferred a static shape of 7". Clearing the caches makes
+    each export resolve the kernel afresh.
+    """
+    import torch
+
+    for op in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input):
+        cache = getattr(op, "_dispatch_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
 
 
 def _export_torchscript(
@@ -225,6 +245,13 @@ def _default_opset(proto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
+def _copied(model: ResolvedModel) -> ResolvedModel:
+    import copy
+    import dataclasses
+
+    return dataclasses.replace(model, module=copy.deepcopy(model.module))
+
+
 def _other(exporter: str) -> str:
     return "torchscript" if exporter == "dynamo" else "dynamo"
 
@@ -234,6 +261,6 @@ def _explain(model: ResolvedModel, exporter: str, e: BaseException) -> str:
     if any(s.dynamic_axes for s in model.inputs):
         hints.append("fixed shapes (no label= in --input)")
     return (
-        f"the {exporter} exporter failed on {model.name!r}: {type(e).__name__}: {first_line(e)}; "
+        f"the {exporter} exporter failed on {model.name!r}: {root_cause(e)}; "
         f"try {' or '.join(hints)}, or --verbose for the exporter's log"
     )

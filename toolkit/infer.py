@@ -204,7 +204,12 @@ class InferResult:
             "provider": self.provider,
             "seed": self.seed,
             "inputs": [
-                {"name": n, "shape": list(a.shape), "dtype": str(a.dtype), "source": self.input_source}
+                {
+                    "name": n,
+                    "shape": list(a.shape),
+                    "dtype": str(a.dtype),
+                    "source": self.input_source,
+                }
                 for n, a in self.inputs.items()
             ],
             "outputs": [s.to_dict() for s in self.stats()],

@@ -24,6 +24,17 @@ BACKENDS: dict[str, str] = {
     "reference": "nnkit.backends.reference:ReferenceBackend",
 }
 
+#: name -> the pip requirement of its runtime (each class's ``requirement`` reads it here).
+REQUIREMENTS: dict[str, str] = {
+    "torch": "torch",
+    "cpu": "onnxruntime-gpu (or onnxruntime)",
+    "cuda": "onnxruntime-gpu",
+    "tensorrt": "onnxruntime-gpu",
+    "openvino": "openvino",
+    "tract": "tract",
+    "reference": "onnx",
+}
+
 
 def check_name(name: str) -> str:
     """``name`` if it names a backend, else a one-line error listing the valid names."""
@@ -89,3 +100,8 @@ def require(name: str) -> None:
     result = probe(name)
     if not result:
         raise BackendUnavailableError(result.reason or f"{name}: not available")
+
+
+def backend_requirement(name: str) -> str:
+    """What a user installs to get backend ``name`` (read without importing its runtime)."""
+    return REQUIREMENTS[check_name(name)]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.errors import BackendUnavailableError, NnkitError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ IR_VERSION = 10
 OPSET = 17
 
 
-def import_runtime(backend: str, module: str, requirement: str) -> ModuleType:
+def import_runtime(backend: str, module: str) -> ModuleType:
     """Import a runtime's Python module, or say which package to install.
 
     Raises:
@@ -38,7 +39,7 @@ def import_runtime(backend: str, module: str, requirement: str) -> ModuleType:
     except ImportError as e:
         raise BackendUnavailableError(
             f"{backend}: the Python module {module!r} is not installed or does not import "
-            f"({type(e).__name__}: {e}); install it with: pip install {requirement}"
+            f"({type(e).__name__}: {e}); install it with: pip install {REQUIREMENTS[backend]}"
         ) from e
 
 

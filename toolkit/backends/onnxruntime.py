@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend
 from nnkit.errors import BackendUnavailableError
@@ -32,8 +33,8 @@ _MISSING_SO = re.compile(r"(\S+\.so[.\d]*): cannot open shared object file")
 _REQUIRES = re.compile(r"Require (.+?)\. Please")
 
 
-def _ort() -> Any:
-    return import_runtime("onnxruntime", "onnxruntime", "onnxruntime-gpu (or onnxruntime)")
+def _ort(backend: str = "cpu") -> Any:
+    return import_runtime(backend, "onnxruntime")
 
 
 def ort_distribution() -> str:
@@ -56,7 +57,6 @@ class OnnxRuntimeBackend(Backend):
     ``intra_op_num_threads`` (None: onnxruntime's default, one per physical core).
     """
 
-    requirement: ClassVar[str] = "onnxruntime-gpu"
     #: The execution provider this backend asks for; it must be first in the session's.
     provider: ClassVar[str]
     #: The ``libonnxruntime_providers_<short>.so`` that holds the provider.
@@ -68,7 +68,7 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def probe(cls) -> str:
-        return run_probe(cls, _ort().__version__)
+        return run_probe(cls, _ort(cls.name).__version__)
 
     def provider_list(self) -> list[Any]:
         """The ``providers`` argument of the session: the requested one, then fallbacks."""
@@ -77,7 +77,7 @@ class OnnxRuntimeBackend(Backend):
     def load_impl(self) -> None:
         from nnkit.quiet import captured
 
-        ort = _ort()
+        ort = _ort(self.name)
         if self.provider not in ort.get_available_providers():
             raise BackendUnavailableError(
                 f"{self.name}: this onnxruntime build ({ort_distribution()} {ort.__version__}) "
@@ -128,7 +128,7 @@ class CPUBackend(OnnxRuntimeBackend):
     """onnxruntime on the CPU (``CPUExecutionProvider``)."""
 
     name: ClassVar[str] = "cpu"
-    requirement: ClassVar[str] = "onnxruntime-gpu (or onnxruntime)"
+    requirement: ClassVar[str] = REQUIREMENTS["cpu"]
     provider: ClassVar[str] = "CPUExecutionProvider"
 
     def provider_list(self) -> list[Any]:
@@ -153,13 +153,16 @@ class CUDABackend(OnnxRuntimeBackend):
     """
 
     name: ClassVar[str] = "cuda"
+    requirement: ClassVar[str] = REQUIREMENTS["cuda"]
     provider: ClassVar[str] = "CUDAExecutionProvider"
     provider_library: ClassVar[str | None] = "cuda"
     #: The device the inputs and outputs live on.
     device_id: ClassVar[int] = 0
 
     def provider_list(self) -> list[Any]:
-        return [(self.provider, {"device_id": self.device_id}), "CPUExecutionProvider"]
+        # CUDABackend.provider, not self.provider: TensorRT lists CUDA as its next choice.
+        cuda = (CUDABackend.provider, {"device_id": self.device_id})
+        return [cuda, "CPUExecutionProvider"]
 
     def prepare_impl(self, feeds: dict[str, np.ndarray]) -> _Bound:
         ort = _ort()
@@ -200,6 +203,7 @@ class TensorRTBackend(CUDABackend):
     """
 
     name: ClassVar[str] = "tensorrt"
+    requirement: ClassVar[str] = REQUIREMENTS["tensorrt"]
     provider: ClassVar[str] = "TensorrtExecutionProvider"
     provider_library: ClassVar[str | None] = "tensorrt"
 

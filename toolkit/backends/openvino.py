@@ -13,19 +13,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend
 
 
 def _ov() -> Any:
-    return import_runtime("openvino", "openvino", OpenVINOBackend.requirement)
+    return import_runtime("openvino", "openvino")
 
 
 class OpenVINOBackend(Backend):
     """OpenVINO's CPU plugin; ``threads`` sets ``INFERENCE_NUM_THREADS``."""
 
     name: ClassVar[str] = "openvino"
-    requirement: ClassVar[str] = "openvino"
+    requirement: ClassVar[str] = REQUIREMENTS["openvino"]
     #: The OpenVINO device this backend compiles for.
     device: ClassVar[str] = "CPU"
 

@@ -11,19 +11,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend
 
 
 def _onnx() -> Any:
-    return import_runtime("reference", "onnx", ReferenceBackend.requirement)
+    return import_runtime("reference", "onnx")
 
 
 class ReferenceBackend(Backend):
     """The ONNX reference evaluator; ``threads`` is ignored (it runs in one Python thread)."""
 
     name: ClassVar[str] = "reference"
-    requirement: ClassVar[str] = "onnx"
+    requirement: ClassVar[str] = REQUIREMENTS["reference"]
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         super().__init__(path, threads=threads)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.backends.base import Backend, TensorInfo
 from nnkit.errors import BackendError, BackendUnavailableError, NnkitError
 
@@ -28,7 +29,7 @@ class TorchBackend(Backend):
     """
 
     name: ClassVar[str] = "torch"
-    requirement: ClassVar[str] = "torch"
+    requirement: ClassVar[str] = REQUIREMENTS["torch"]
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend
 from nnkit.errors import BackendError
@@ -44,7 +45,7 @@ Signature = tuple[tuple[int, ...], ...]
 
 
 def _tract() -> Any:
-    return import_runtime("tract", "tract", TractBackend.requirement)
+    return import_runtime("tract", "tract")
 
 
 def tract_reason(error: BaseException) -> str:
@@ -69,7 +70,7 @@ class TractBackend(Backend):
     """tract on the CPU; ``threads`` is ignored (tract runs on the calling thread)."""
 
     name: ClassVar[str] = "tract"
-    requirement: ClassVar[str] = "tract"
+    requirement: ClassVar[str] = REQUIREMENTS["tract"]
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         super().__init__(path, threads=threads)

@@ -1,0 +1,163 @@
+"""``nnkit infer``: run an ONNX file on one backend and show (or save) its outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nnkit.commands._options import emit_json
+from nnkit.errors import SpecError
+
+if TYPE_CHECKING:
+    from nnkit.infer import InferResult
+
+#: ``--provider`` choices: every backend but torch, which runs PyTorch models only.
+PROVIDERS = ("cpu", "cuda", "tensorrt", "openvino", "tract", "reference")
+
+
+def _provider(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value not in PROVIDERS:
+        why = " (torch runs PyTorch models: use nnkit parity)" if value == "torch" else ""
+        raise click.BadParameter(
+            f"unknown provider {value!r}{why}: valid providers are {', '.join(PROVIDERS)}"
+        )
+    return value
+
+
+def _input_items(values: tuple[str, ...]) -> list[tuple[str | None, Path]]:
+    items: list[tuple[str | None, Path]] = []
+    for text in values:
+        name, sep, file = text.partition("=")
+        if sep and not name:
+            raise SpecError(f"bad --input {text!r}: expected NAME=FILE.npy or FILE.npz")
+        items.append((name, Path(file)) if sep else (None, Path(text)))
+    return items
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+@click.command("infer")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--provider",
+    "-p",
+    required=True,
+    callback=_provider,
+    metavar="NAME",
+    help=f"Backend that runs the model: {', '.join(PROVIDERS)}.",
+)
+@click.option(
+    "--input",
+    "input_files",
+    multiple=True,
+    metavar="NAME=FILE.npy|FILE.npz",
+    help="Input arrays from files (all inputs, or none: then they are generated).",
+)
+@click.option(
+    "--shape",
+    "shape_texts",
+    multiple=True,
+    metavar="NAME:DIMS",
+    help="Shape of a generated input, e.g. x:4x3x32x32 (symbolic dims default to 1).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@click.option(
+    "--save",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write every output to this .npz file.",
+)
+@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Time this many runs and print latency percentiles.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Threads the runtime may use.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+def command(
+    model: Path,
+    provider: str,
+    input_files: tuple[str, ...],
+    shape_texts: tuple[str, ...],
+    seed: int,
+    save: Path | None,
+    warmup: int,
+    iterations: int,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    """Run MODEL (an ONNX file) on one backend and summarise every output.
+
+    The backend asked for runs it or the command fails (exit 2): nnkit never falls
+    back to another provider.
+    """
+    import numpy as np
+
+    from nnkit.fsutil import atomic_output, check_writable
+    from nnkit.infer import run_file
+    from nnkit.inputs import load_feeds
+    from nnkit.spec import parse_shape_override
+
+    if save is not None:
+        check_writable(save)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in shape_texts:
+        name, dims = parse_shape_override(text)
+        if name in shapes:
+            raise SpecError(f"--shape {name!r} is given twice")
+        shapes[name] = dims
+    feeds = load_feeds(_input_items(input_files)) if input_files else None
+    result = run_file(
+        model,
+        provider,
+        feeds=feeds,
+        shapes=shapes,
+        seed=seed,
+        threads=threads,
+        warmup=warmup,
+        iterations=iterations,
+    )
+    if save is not None:
+        with atomic_output(save) as tmp, tmp.open("wb") as f:
+            np.savez(f, **result.outputs)
+    if as_json:
+        emit_json({**result.to_dict(), "saved": str(save) if save else None})
+        return
+    _render(result, save)
+
+
+def _render(result: InferResult, save: Path | None) -> None:
+    source = f"seed {result.seed}" if result.seed is not None else "from files"
+    ins = ", ".join(f"{n} {list(a.shape)} {a.dtype}" for n, a in result.inputs.items())
+    click.echo(f"{result.model} on {result.provider}; inputs ({source}): {ins}")
+    rows = [("output", "shape", "dtype", "min", "max", "mean", "nan", "inf")]
+    rows += [
+        (
+            s.name,
+            str(s.shape),
+            s.dtype,
+            _fmt(s.min),
+            _fmt(s.max),
+            _fmt(s.mean),
+            str(s.nan_count),
+            str(s.inf_count),
+        )
+        for s in result.stats()
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if result.timing:
+        t = result.timing
+        click.echo(
+            f"latency over {t.iterations} runs (after {t.warmup} warmup): p50 {t.p50_ms:.3f} ms  "
+            f"p90 {t.p90_ms:.3f} ms  p99 {t.p99_ms:.3f} ms  mean {t.mean_ms:.3f} ms"
+        )
+    if save is not None:
+        click.echo(f"saved {len(result.outputs)} outputs to {save}")

@@ -1,0 +1,344 @@
+"""Parity reports: the console grid, JSON, Markdown, JUnit XML, and live progress.
+
+Every file is written atomically (:func:`nnkit.fsutil.write_text`). The JSON report's
+keys are stable (``schema`` names its version); the Markdown fits a GitHub job summary;
+the JUnit file has one testcase per model x exporter x backend cell, its failure
+carrying the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from nnkit.fsutil import write_text
+from nnkit.parity import Cell, ParityReport, ProgressEvent
+from nnkit.render import table
+
+#: Version of the JSON report's layout.
+SCHEMA = "nnkit.parity/1"
+
+#: Console words per status, upper case where something failed.
+CONSOLE = {"pass": "pass", "mismatch": "MISMATCH", "unsupported": "unsupported", "error": "ERROR"}
+#: Markdown per status: a mark a reader spots in a job summary.
+MARKDOWN = {
+    "pass": "✅ pass",
+    "mismatch": "❌ mismatch",
+    "unsupported": "⚠️ unsupported",
+    "error": "💥 error",
+}
+
+
+# -- console ------------------------------------------------------------------------
+
+
+def cell_text(cell: Cell | None, words: dict[str, str]) -> str:
+    """A grid cell: the status, how many cases when only some failed, ``*`` for notes."""
+    if cell is None:
+        return "-"
+    status = cell.status
+    text = words[status]
+    bad = sum(r.status == status for r in cell.results)
+    if status != "pass" and bad != len(cell.results):
+        text += f" {bad}/{len(cell.results)}"
+    return text + ("*" if cell.notes else "")
+
+
+def grids(report: ParityReport, words: dict[str, str]) -> list[tuple[str, list[list[str]]]]:
+    """Per exporter: rows of model then one cell text per backend."""
+    cells = {(c.model, c.exporter, c.backend): c for c in report.cells()}
+    return [
+        (
+            exporter,
+            [
+                [
+                    model,
+                    *(cell_text(cells.get((model, exporter, b)), words) for b in report.backends),
+                ]
+                for model in report.models
+            ],
+        )
+        for exporter in report.exporters
+    ]
+
+
+def headline(report: ParityReport) -> str:
+    """``9 models x 2 exporters x 4 backends (cpu, ...), 3 shape cases each``."""
+    n_cases = sorted({len(c) for c in report.cases.values()})
+    cases = "/".join(map(str, n_cases)) or "0"
+    return (
+        f"{_n(len(report.models), 'model')} x {_n(len(report.exporters), 'exporter')} "
+        f"({', '.join(report.exporters)}) x {_n(len(report.backends), 'backend')} "
+        f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch"
+    )
+
+
+def verdict_line(report: ParityReport) -> str:
+    """``PASS: 212 results: 210 pass, 2 unsupported (12.3 s)``."""
+    summary = report.summary()
+    counts = ", ".join(f"{summary[s]} {s}" for s in ("pass", "mismatch", "unsupported", "error"))
+    word = "PASS" if report else "FAIL"
+    strict = " (--strict: unsupported fails)" if report.strict else ""
+    return f"{word}: {summary['total']} results: {counts}{strict} [{report.seconds:.1f} s]"
+
+
+def problems(report: ParityReport) -> list[str]:
+    """One block per cell that did not pass: each case's reason and numbers."""
+    lines: list[str] = []
+    for cell in report.cells():
+        if cell:
+            continue
+        lines.append(f"{cell.model} / {cell.exporter} / {cell.backend}: {cell.status}")
+        messages = {r.message for r in cell.results if not r}
+        if len(messages) == 1 and all(not r for r in cell.results):
+            lines.extend(_indent(f"all cases: {messages.pop()}", 2))
+            continue
+        for r in cell.results:
+            if not r:
+                lines.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
+    return lines
+
+
+def notes(report: ParityReport) -> list[str]:
+    """Findings that are not failures: exporters' fixed dims, declared shapes that disagree."""
+    out = [f"{e.model} / {e.exporter}: {n}" for e in report.exports for n in e.notes]
+    for cell in report.cells():
+        out.extend(f"{cell.model} / {cell.exporter} / {cell.backend}: {n}" for n in cell.notes)
+    return out
+
+
+def render_console(report: ParityReport) -> str:
+    """The grid a person reads at a glance, then what failed and why, then the verdict."""
+    parts = [f"nnkit parity: {headline(report)}"]
+    for exporter, rows in grids(report, CONSOLE):
+        parts.append("")
+        parts.append(f"exporter: {exporter}")
+        parts.append(table(["model", *report.backends], rows))
+    bad = problems(report)
+    if bad:
+        parts += ["", "problems:", *_indent("\n".join(bad), 2)]
+    found = notes(report)
+    if found:
+        parts += ["", "notes (* in the grid; not failures):", *_indent("\n".join(found), 2)]
+    parts += ["", verdict_line(report)]
+    return "\n".join(parts)
+
+
+class Progress:
+    """Live progress on a stream (stderr): one rewritten line on a terminal, else one
+    line per finished cell, so CI logs stay readable."""
+
+    def __init__(self, stream: IO[str] | None = None, *, tty: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._width = 0
+
+    def __call__(self, event: ProgressEvent) -> None:
+        where = f"[{event.index}/{event.total}] {event.model} / {event.exporter} / {event.backend}"
+        if event.cell is None:
+            if self.tty:
+                self._rewrite(f"{where} ...")
+            return
+        cell = event.cell
+        seconds = sum(r.seconds for r in cell.results)
+        text = f"{where}: {cell_text(cell, CONSOLE)} ({_n(len(cell.results), 'case')}, {seconds:.2f} s)"
+        if self.tty:
+            self._rewrite(text)
+        else:
+            self.stream.write(f"parity {text}\n")
+            self.stream.flush()
+
+    def _rewrite(self, text: str) -> None:
+        pad = max(self._width - len(text), 0)
+        self.stream.write("\r" + text + " " * pad)
+        self.stream.flush()
+        self._width = len(text)
+
+    def finish(self) -> None:
+        """Clear the rewritten line (terminal only)."""
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
+            self._width = 0
+
+
+# -- JSON ---------------------------------------------------------------------------
+
+
+def to_json(report: ParityReport) -> dict[str, Any]:
+    """The JSON report (see the module docstring of :mod:`nnkit.report` and the README)."""
+    return {
+        "schema": SCHEMA,
+        "verdict": "pass" if report else "fail",
+        "exit_code": report.exit_code,
+        "strict": report.strict,
+        "summary": report.summary(),
+        "request": {
+            "models": report.models,
+            "exporters": report.exporters,
+            "backends": report.backends,
+            "atol": report.atol,
+            "rtol": report.rtol,
+            "onnx": report.onnx,
+        },
+        "cases": {
+            model: [{"name": c.name, "sizes": dict(c.sizes), "seed": c.seed} for c in cases]
+            for model, cases in report.cases.items()
+        },
+        "cells": [
+            {
+                "model": c.model,
+                "exporter": c.exporter,
+                "backend": c.backend,
+                "status": c.status,
+                "notes": c.notes,
+            }
+            for c in report.cells()
+        ],
+        "exports": [e.to_dict() for e in report.exports],
+        "results": [r.to_dict() for r in report.results],
+        "environment": report.environment,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def write_json(path: str | Path, report: ParityReport) -> None:
+    """Write :func:`to_json` to ``path``, atomically."""
+    write_text(path, json.dumps(to_json(report), indent=2, allow_nan=False) + "\n")
+
+
+# -- Markdown -----------------------------------------------------------------------
+
+
+def to_markdown(report: ParityReport) -> str:
+    """A Markdown report for a GitHub job summary: verdict, grids, problems, environment."""
+    summary = report.summary()
+    word = "✅ PASS" if report else "❌ FAIL"
+    lines = [
+        f"## nnkit parity: {word}",
+        "",
+        headline(report) + ".",
+        "",
+        " · ".join(f"**{summary[s]}** {s}" for s in ("pass", "mismatch", "unsupported", "error"))
+        + f" (of {summary['total']} results, {report.seconds:.1f} s)",
+    ]
+    for exporter, rows in grids(report, MARKDOWN):
+        lines += ["", f"### exporter: `{exporter}`", ""]
+        lines += _md_table(["model", *report.backends], rows)
+    bad = problems(report)
+    if bad:
+        lines += ["", "<details open><summary>Problems</summary>", "", "```text", *bad, "```"]
+        lines += ["", "</details>"]
+    found = notes(report)
+    if found:
+        lines += ["", "<details><summary>Notes (not failures)</summary>", ""]
+        lines += [f"- {_md_escape(n)}" for n in found]
+        lines += ["", "</details>"]
+    env = report.environment
+    if env:
+        versions = {**env.get("versions", {}), **env.get("backends", {})}
+        machine = env.get("machine", {})
+        lines += ["", "<details><summary>Environment</summary>", ""]
+        lines += _md_table(["", "version"], [[k, str(v)] for k, v in versions.items()])
+        lines += ["", "machine: " + _md_escape(", ".join(f"{k} {v}" for k, v in machine.items()))]
+        lines += ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: str | Path, report: ParityReport) -> None:
+    """Write :func:`to_markdown` to ``path``, atomically."""
+    write_text(path, to_markdown(report))
+
+
+def _md_table(headers: list[str], rows: Iterable[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+# -- JUnit --------------------------------------------------------------------------
+
+
+def to_junit(report: ParityReport) -> str:
+    """JUnit XML: a testsuite per exporter, a testcase per model x backend cell.
+
+    A mismatch is a ``<failure>`` whose message and text carry the numbers, an error an
+    ``<error>``, an unsupported cell ``<skipped>`` (a ``<failure>`` with ``strict``).
+    """
+    root = ET.Element("testsuites", name="nnkit parity")
+    cells = report.cells()
+    for exporter in report.exporters:
+        suite = ET.SubElement(root, "testsuite", name=f"nnkit.parity.{exporter}")
+        props = ET.SubElement(suite, "properties")
+        for key, value in _flat_environment(report.environment):
+            ET.SubElement(props, "property", name=key, value=value)
+        for cell in (c for c in cells if c.exporter == exporter):
+            _testcase(suite, cell, strict=report.strict)
+        _count(suite)
+    _count(root)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(path: str | Path, report: ParityReport) -> None:
+    """Write :func:`to_junit` to ``path``, atomically."""
+    write_text(path, to_junit(report))
+
+
+def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
+    seconds = sum(r.seconds for r in cell.results)
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"nnkit.parity.{cell.exporter}.{cell.model}",
+        name=f"{cell.model}[{cell.exporter}-{cell.backend}]",
+        time=f"{seconds:.6f}",
+    )
+    status = cell.status
+    if status == "pass":
+        return
+    detail = [f"case {r.case} ({r.status}): {r.message}" for r in cell.results if not r]
+    first = next(r for r in cell.results if r.status == status)
+    message = (
+        f"{status}: case {first.case}: {first.message.splitlines()[0] if first.message else ''}"
+    )
+    if status == "unsupported" and not strict:
+        ET.SubElement(case, "skipped", message=message)
+        return
+    tag = "error" if status == "error" else "failure"
+    node = ET.SubElement(case, tag, message=message, type=status)
+    node.text = "\n".join(detail)
+
+
+def _count(node: ET.Element) -> None:
+    cases = list(node.iter("testcase"))
+    node.set("tests", str(len(cases)))
+    for tag, attr in (("failure", "failures"), ("error", "errors"), ("skipped", "skipped")):
+        node.set(attr, str(sum(c.find(tag) is not None for c in cases)))
+    node.set("time", f"{sum(float(c.get('time', '0')) for c in cases):.6f}")
+
+
+def _flat_environment(env: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for group, values in env.items():
+        if isinstance(values, dict):
+            out += [(f"{group}.{k}", str(v)) for k, v in values.items()]
+        else:
+            out.append((group, str(values)))
+    return out
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _indent(text: str, spaces: int) -> list[str]:
+    return [" " * spaces + ln for ln in text.splitlines()]
