@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 #: Result statuses, best first; a cell's status is the worst of its cases'.
 STATUSES = ("pass", "unsupported", "mismatch", "error")
+#: The order reports list statuses in.
+REPORT_ORDER = ("pass", "mismatch", "unsupported", "error")
 #: The PyTorch reference: never a backend under test.
 REFERENCE = "torch"
 #: Exporter label of an ``--onnx`` file whose metadata does not name its exporter.
@@ -159,6 +161,8 @@ class Cell:
     exporter: str
     backend: str
     results: list[CaseResult] = field(default_factory=list)
+    #: Wall-clock seconds of the cell: loading the file and running every case.
+    seconds: float = 0.0
 
     @property
     def status(self) -> str:
@@ -202,6 +206,8 @@ class ParityReport:
     exporters: list[str]
     backends: list[str]
     results: list[CaseResult] = field(default_factory=list)
+    #: The cells in run order, each holding its cases' results.
+    cells_run: list[Cell] = field(default_factory=list)
     exports: list[ExportRecord] = field(default_factory=list)
     cases: dict[str, list[ShapeCase]] = field(default_factory=dict)
     strict: bool = False
@@ -213,17 +219,14 @@ class ParityReport:
 
     def summary(self) -> dict[str, int]:
         """Count of results per status (every status present), and ``total``."""
-        counts = dict.fromkeys(STATUSES, 0)
+        counts = dict.fromkeys(REPORT_ORDER, 0)
         for r in self.results:
             counts[r.status] += 1
         return {**counts, "total": len(self.results)}
 
     def cells(self) -> list[Cell]:
         """The results grouped per model x exporter x backend, in run order."""
-        cells: dict[tuple[str, str, str], Cell] = {}
-        for r in self.results:
-            cells.setdefault(r.cell, Cell(*r.cell)).results.append(r)
-        return list(cells.values())
+        return list(self.cells_run)
 
     def failing_statuses(self) -> tuple[str, ...]:
         return ("mismatch", "error", "unsupported") if self.strict else ("mismatch", "error")
@@ -337,7 +340,10 @@ def run_parity(
                     if progress:
                         progress(ProgressEvent(index, total, model.name, exporter, backend))
                     cell = Cell(model.name, exporter, backend)
+                    began = time.perf_counter()
                     cell.results = _run_cell(cell, record, runs, tolerance)
+                    cell.seconds = time.perf_counter() - began
+                    report.cells_run.append(cell)
                     report.results.extend(cell.results)
                     if progress:
                         progress(ProgressEvent(index, total, model.name, exporter, backend, cell))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nnkit.fsutil import write_text
-from nnkit.parity import Cell, ParityReport, ProgressEvent
+from nnkit.parity import REPORT_ORDER, Cell, ParityReport, ProgressEvent
 from nnkit.render import table
 
 #: Version of the JSON report's layout.
@@ -80,7 +80,7 @@ def headline(report: ParityReport) -> str:
 def verdict_line(report: ParityReport) -> str:
     """``PASS: 212 results: 210 pass, 2 unsupported (12.3 s)``."""
     summary = report.summary()
-    counts = ", ".join(f"{summary[s]} {s}" for s in ("pass", "mismatch", "unsupported", "error"))
+    counts = ", ".join(f"{summary[s]} {s}" for s in REPORT_ORDER)
     word = "PASS" if report else "FAIL"
     strict = " (--strict: unsupported fails)" if report.strict else ""
     return f"{word}: {summary['total']} results: {counts}{strict} [{report.seconds:.1f} s]"
@@ -144,7 +144,7 @@ class Progress:
                 self._rewrite(f"{where} ...")
             return
         cell = event.cell
-        seconds = sum(r.seconds for r in cell.results)
+        seconds = cell.seconds
         text = f"{where}: {cell_text(cell, CONSOLE)} ({_n(len(cell.results), 'case')}, {seconds:.2f} s)"
         if self.tty:
             self._rewrite(text)
@@ -195,6 +195,7 @@ def to_json(report: ParityReport) -> dict[str, Any]:
                 "exporter": c.exporter,
                 "backend": c.backend,
                 "status": c.status,
+                "seconds": round(c.seconds, 3),
                 "notes": c.notes,
             }
             for c in report.cells()
@@ -223,7 +224,7 @@ def to_markdown(report: ParityReport) -> str:
         "",
         headline(report) + ".",
         "",
-        " · ".join(f"**{summary[s]}** {s}" for s in ("pass", "mismatch", "unsupported", "error"))
+        " · ".join(f"**{summary[s]}** {s}" for s in REPORT_ORDER)
         + f" (of {summary['total']} results, {report.seconds:.1f} s)",
     ]
     for exporter, rows in grids(report, MARKDOWN):
@@ -294,7 +295,7 @@ def write_junit(path: str | Path, report: ParityReport) -> None:
 
 
 def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
-    seconds = sum(r.seconds for r in cell.results)
+    seconds = cell.seconds
     case = ET.SubElement(
         suite,
         "testcase",

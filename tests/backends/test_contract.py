@@ -120,7 +120,7 @@ def test_a_model_the_runtime_cannot_take_is_one_clean_backend_error(backend_name
 
 def test_registry_names_and_unknown_backend():
     assert list(BACKENDS) == ["torch", "cpu", "cuda", "tensorrt", "openvino", "tract", "reference"]
-    with pytest.raises(NnkitError, match="unknown backend 'onnx'.*valid backends are torch, cpu"):
+    with pytest.raises(NnkitError, match=r"unknown backend 'onnx'.*valid backends are torch, cpu"):
         check_name("onnx")
 
 

@@ -35,9 +35,18 @@ def test_save_writes_every_output_and_json_says_so(lstm, tmp_path):
     assert list(data) == ["model", "provider", "seed", "inputs", "outputs", "timing", "saved"]
     assert data["provider"] == "openvino" and data["seed"] == 3 and data["timing"] is None
     assert data["saved"] == str(out)
-    assert data["inputs"] == [{"name": "x", "shape": [1, 1, 10], "dtype": "float32", "source": "random"}]
+    assert data["inputs"] == [
+        {"name": "x", "shape": [1, 1, 10], "dtype": "float32", "source": "random"}
+    ]
     assert list(data["outputs"][0]) == [
-        "name", "shape", "dtype", "min", "max", "mean", "nan_count", "inf_count"
+        "name",
+        "shape",
+        "dtype",
+        "min",
+        "max",
+        "mean",
+        "nan_count",
+        "inf_count",
     ]
     with np.load(out) as saved:
         assert saved.files == ["output", "h_n", "c_n"]
@@ -50,9 +59,14 @@ def test_inputs_from_files_give_the_same_outputs_on_every_cpu_backend(lstm, tmp_
     np.save(tmp_path / "x.npy", x)
     np.savez(tmp_path / "feeds.npz", x=x)
     results = {}
-    for provider, given in [("cpu", f"x={tmp_path / 'x.npy'}"), ("tract", str(tmp_path / "feeds.npz"))]:
+    for provider, given in [
+        ("cpu", f"x={tmp_path / 'x.npy'}"),
+        ("tract", str(tmp_path / "feeds.npz")),
+    ]:
         out = tmp_path / f"{provider}.npz"
-        result = run_cli("infer", lstm, "-p", provider, "--input", given, "--save", str(out), "--json")
+        result = run_cli(
+            "infer", lstm, "-p", provider, "--input", given, "--save", str(out), "--json"
+        )
         assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout)["inputs"][0]["source"] == "file"
         with np.load(out) as saved:
@@ -67,7 +81,14 @@ def test_iterations_print_percentiles(lstm):
     assert all(k in result.stdout for k in ("p90", "p99", "mean"))
     data = json.loads(run_cli("infer", lstm, "-p", "cpu", "--iterations", "3", "--json").stdout)
     assert set(data["timing"]) == {
-        "warmup", "iterations", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms"
+        "warmup",
+        "iterations",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "min_ms",
+        "max_ms",
     }
     assert 0 < data["timing"]["min_ms"] <= data["timing"]["p50_ms"] <= data["timing"]["max_ms"]
 
@@ -108,7 +129,10 @@ def test_feeds_that_do_not_fit_are_refused_before_running(lstm, tmp_path, given,
     [
         (["-p", "gpu"], ["unknown provider 'gpu'", "valid providers are cpu, cuda, tensorrt"]),
         (["-p", "torch"], ["use nnkit parity"]),
-        (["-p", "cpu", "--shape", "x:2x7x9"], ["dim 2 is fixed at 10", "expected [batch, seq, 10]"]),
+        (
+            ["-p", "cpu", "--shape", "x:2x7x9"],
+            ["dim 2 is fixed at 10", "expected [batch, seq, 10]"],
+        ),
         (["-p", "cpu", "--shape", "y:2x7x10"], ["'y', which is not an input", "takes 'x'"]),
         (["-p", "cpu", "--shape", "x:2x7"], ["rank 2 != 3"]),
     ],
@@ -118,7 +142,9 @@ def test_usage_errors_are_one_line_exit_2(lstm, args, needles):
 
 
 def test_missing_model_file(tmp_path):
-    assert_one_line_error(run_cli("infer", str(tmp_path / "no.onnx"), "-p", "cpu"), "does not exist")
+    assert_one_line_error(
+        run_cli("infer", str(tmp_path / "no.onnx"), "-p", "cpu"), "does not exist"
+    )
 
 
 def test_infer_never_imports_torch(lstm):

@@ -1,0 +1,62 @@
+"""Planted faults: ONNX files edited the way a broken exporter or a stale artifact would be."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def _edit(src: Path, dst: Path, change) -> Path:  # noqa: ANN001
+    proto = onnx.load(str(src))
+    change(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def nudge_weight(src: Path, dst: Path, *, delta: float = 0.05) -> Path:
+    """Add ``delta`` to one element of the largest float initializer (a weight)."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        floats = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+        weight = max(floats, key=lambda t: int(np.prod(t.dims)))
+        array = numpy_helper.to_array(weight).copy()
+        array.flat[0] += np.float32(delta)
+        weight.CopyFrom(numpy_helper.from_array(array, weight.name))
+
+    return _edit(src, dst, change)
+
+
+def negate_before(src: Path, dst: Path, *, op_type: str) -> Path:
+    """Feed the first ``op_type`` node the negation of its input (moves a Log's NaNs)."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        index, node = next((i, n) for i, n in enumerate(proto.graph.node) if n.op_type == op_type)
+        negated = f"{node.input[0]}_negated"
+        proto.graph.node.insert(index, helper.make_node("Neg", [node.input[0]], [negated]))
+        node.input[0] = negated
+
+    return _edit(src, dst, change)
+
+
+def unknown_op(src: Path, dst: Path) -> Path:
+    """Move every node into a domain no runtime implements: a file nothing can load."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        for node in proto.graph.node:
+            node.domain = "nnkit.test.unknown"
+        proto.opset_import.append(helper.make_opsetid("nnkit.test.unknown", 1))
+
+    return _edit(src, dst, change)
+
+
+def fix_output_dim(src: Path, dst: Path, *, output: str, axis: int, size: int) -> Path:
+    """Declare one output dim fixed, as the dynamo exporter does to an LSTM's sequence axis."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        out = next(o for o in proto.graph.output if o.name == output)
+        out.type.tensor_type.shape.dim[axis].dim_value = size
+
+    return _edit(src, dst, change)

@@ -1,0 +1,176 @@
+"""``nnkit bench``: one latency protocol, every runtime, a table (and JSON, and a plot)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nnkit.commands._options import CommaList, SpecType
+from nnkit.errors import EXIT_FAILED, NnkitError
+
+#: The backend names, listed here so ``--help`` imports no runtime.
+BACKEND_NAMES = ["torch", "cpu", "cuda", "tensorrt", "openvino", "tract", "reference"]
+
+
+class BatchList(click.ParamType):
+    """``1,8,64`` -> [1, 8, 64]: positive, distinct, in the order given."""
+
+    name = "N,N,..."
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> list[int]:
+        if isinstance(value, list):
+            return value
+        sizes: list[int] = []
+        for item in CommaList().convert(value, param, ctx):
+            if not item.isdigit() or int(item) < 1:
+                self.fail(f"batch size {item!r} is not a positive integer", param, ctx)
+            if int(item) in sizes:
+                self.fail(f"batch size {item} is given twice", param, ctx)
+            sizes.append(int(item))
+        return sizes
+
+
+def is_onnx_file(model: str) -> bool:
+    """MODEL names an ONNX file (benched as is) rather than a PyTorch model."""
+    return model.lower().endswith(".onnx")
+
+
+@click.command("bench")
+@click.argument("model")
+@click.option(
+    "--backends",
+    type=CommaList(BACKEND_NAMES),
+    help="Backends to time, comma-separated [default: every one that runs here; torch "
+    "only for a PyTorch model].",
+)
+@click.option(
+    "--batch",
+    "batches",
+    type=BatchList(),
+    default="1,8,64",
+    show_default=True,
+    help="Batch sizes: the dim labelled 'batch' (else a dynamic axis 0) takes each.",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Threads every runtime may use.")
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Untimed runs after the first (at most a quarter of --seconds).",
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    help="Timed runs per backend and batch (with --seconds: whichever ends first).",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Time budget of warm-up and timed runs per backend and batch [default: 1.0, "
+    "or none with --iterations].",
+)
+@click.option(
+    "--exporter",
+    type=click.Choice(["dynamo", "torchscript"]),
+    default="dynamo",
+    show_default=True,
+    help="Exporter of a PyTorch model (ignored for an ONNX file).",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    type=SpecType(),
+    help="Input spec of a model outside the zoo, name:dims[:dtype] (x:batch=2x10).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Write the results as JSON to this file ('-': stdout, instead of the table).",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw p50 latency per backend and batch to this image (needs matplotlib).",
+)
+def command(
+    model: str,
+    backends: list[str] | None,
+    batches: list[int],
+    threads: int | None,
+    warmup: int,
+    iterations: int | None,
+    seconds: float | None,
+    exporter: str,
+    inputs: tuple,
+    seed: int,
+    json_out: Path | None,
+    plot: Path | None,
+) -> None:
+    """Time MODEL on every backend with one protocol and print the latencies.
+
+    MODEL is an ONNX file, or a PyTorch model (a zoo name, path/to/file.py:Name or
+    package.module:name) exported once into a temporary folder; then torch eager is a
+    backend too, and the table shows each runtime's speed-up over it.
+
+    \b
+    Per backend: session creation timed (load ms); then per batch size: inputs
+    prepared, the first run timed apart (1st run ms: the cold start), warm-up runs
+    untimed, then timed runs until --iterations or --seconds. Exit status 1 when a
+    backend failed on the model (its rows say why), 2 when the request cannot run.
+    """
+    from nnkit import bench
+    from nnkit.fsutil import check_writable, write_text
+
+    if json_out is not None and str(json_out) != "-":
+        check_writable(json_out)
+    if plot is not None:
+        bench.check_plot_path(plot)
+    settings: dict[str, Any] = {
+        "batches": batches,
+        "threads": threads,
+        "warmup": warmup,
+        "iterations": iterations,
+        "seconds": seconds,
+        "seed": seed,
+        "progress": _progress if sys.stderr.isatty() else None,
+    }
+    if is_onnx_file(model):
+        if inputs:
+            raise NnkitError(
+                "--input describes a PyTorch model's inputs; an ONNX file declares its own"
+            )
+        names = backends or bench.default_backends(with_torch=False)
+        report = bench.bench_file(Path(model), backends=names, **settings)
+    else:
+        names = backends or bench.default_backends(with_torch=True)
+        report = bench.bench_model(
+            model, backends=names, inputs=inputs, exporter=exporter, **settings
+        )
+
+    if json_out is not None:
+        import json
+
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        if str(json_out) == "-":
+            click.echo(text, nl=False)
+        else:
+            write_text(json_out, text)
+    if json_out is None or str(json_out) != "-":
+        click.echo(bench.render(report))
+    if plot is not None:
+        bench.plot(report, plot)
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _progress(line: str) -> None:
+    click.echo(f"  {line} ...", err=True)
