@@ -9,7 +9,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 
-def _edit(src: Path, dst: Path, change) -> Path:  # noqa: ANN001
+def _edit(src: Path, dst: Path, change) -> Path:
     proto = onnx.load(str(src))
     change(proto)
     onnx.save(proto, str(dst))

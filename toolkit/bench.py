@@ -706,7 +706,7 @@ def render(report: BenchReport) -> str:
         ]
         if has_torch:
             row.append(f"{r.speedup_vs_torch:.2f}x" if r.speedup_vs_torch else "-")
-        row.append(f"{r.gflops:.2f}" if r.gflops is not None else "-")
+        row.append(f"{r.gflops:.3g}" if r.gflops is not None else "-")
         rows.append(row)
     lines = [
         f"{report.model} ({report.file})",

@@ -91,13 +91,21 @@ def load_model_file(path: str | Path, *, external_data: bool = True) -> onnx.Mod
 
 
 def _load_external(model: onnx.ModelProto, path: Path) -> None:
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import load_external_data_for_model
 
+    _require_external_files(model, path)
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as e:  # onnx raises bare ValueError/OSError here
+        raise ModelFileError(f"cannot load the external data of {path}: {first_line(e)}") from None
+
+
+def _require_external_files(model: onnx.ModelProto, path: Path) -> None:
     missing = sorted(
         {
             _external_location(t)
             for t in _all_initializers(model)
-            if uses_external_data(t) and not (path.parent / _external_location(t)).is_file()
+            if _uses_external(t) and not (path.parent / _external_location(t)).is_file()
         }
     )
     if missing:
@@ -105,10 +113,6 @@ def _load_external(model: onnx.ModelProto, path: Path) -> None:
             f"{path} keeps its weights in external data that is missing: {', '.join(missing)} "
             f"(expected beside the model, in {path.parent})"
         )
-    try:
-        load_external_data_for_model(model, str(path.parent))
-    except Exception as e:  # onnx raises bare ValueError/OSError here
-        raise ModelFileError(f"cannot load the external data of {path}: {first_line(e)}") from None
 
 
 def _external_location(tensor: onnx.TensorProto) -> str:
@@ -233,6 +237,34 @@ def onnx_dtype_name(elem_type: int) -> str:
         return onnx.TensorProto.DataType.Name(elem_type).lower()
     name = str(np_dtype)
     return "bool" if name == "bool_" else name
+
+
+def preflight(path: str | Path) -> None:
+    """Refuse a file no runtime should be handed: unreadable, or rejected by the checker.
+
+    Runtimes are native code: some crash the interpreter on a malformed file instead of
+    raising. Every backend calls this before its runtime sees the file. The check is the
+    checker without full shape inference: fast, and enough to turn a truncated or
+    mutated file into one clear error.
+
+    Raises:
+        ModelFileError: the file is missing, unreadable, not a model, has missing
+            external data, or the checker rejects it.
+    """
+    import onnx
+
+    p = Path(path)
+    _require_external_files(load_model_file(p, external_data=False), p)
+    try:
+        onnx.checker.check_model(str(p))
+    except Exception as e:  # ValidationError, and others on malformed fields
+        raise ModelFileError(f"{p} is not a valid ONNX model: {first_line(e)}") from None
+
+
+def _uses_external(tensor: onnx.TensorProto) -> bool:
+    import onnx
+
+    return tensor.data_location == onnx.TensorProto.EXTERNAL
 
 
 def read_io(path: str | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:

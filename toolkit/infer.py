@@ -197,6 +197,10 @@ class InferResult:
     def stats(self) -> list[OutputStats]:
         return [OutputStats.of(n, v) for n, v in self.outputs.items()]
 
+    def input_stats(self) -> list[OutputStats]:
+        """The same statistics of the inputs: NaN and Inf inputs are allowed, and reported."""
+        return [OutputStats.of(n, v) for n, v in self.inputs.items()]
+
     def to_dict(self) -> dict[str, Any]:
         """The ``nnkit infer --json`` object (without ``saved``, which the command adds)."""
         return {
@@ -205,12 +209,14 @@ class InferResult:
             "seed": self.seed,
             "inputs": [
                 {
-                    "name": n,
-                    "shape": list(a.shape),
-                    "dtype": str(a.dtype),
+                    "name": s.name,
+                    "shape": s.shape,
+                    "dtype": s.dtype,
                     "source": self.input_source,
+                    "nan_count": s.nan_count,
+                    "inf_count": s.inf_count,
                 }
-                for n, a in self.inputs.items()
+                for s in self.input_stats()
             ],
             "outputs": [s.to_dict() for s in self.stats()],
             "timing": self.timing.to_dict() if self.timing else None,

@@ -66,9 +66,14 @@ class Backend(abc.ABC):
         raise NotImplementedError
 
     def load(self) -> None:
-        """Read the model's declared inputs and outputs, then create the runtime session."""
-        from nnkit.check import read_io
+        """Check the file, read its declared inputs and outputs, create the runtime session.
 
+        The runtime never sees a file the ONNX checker rejects: some runtimes crash the
+        interpreter on malformed files rather than raise.
+        """
+        from nnkit.check import preflight, read_io
+
+        preflight(self.path)
         self.inputs, self.outputs = read_io(self.path)
         try:
             self.load_impl()

@@ -9,6 +9,7 @@ import click
 
 from nnkit.commands._options import emit_json
 from nnkit.errors import SpecError
+from nnkit.render import table
 
 if TYPE_CHECKING:
     from nnkit.infer import InferResult
@@ -136,23 +137,27 @@ def _render(result: InferResult, save: Path | None) -> None:
     source = f"seed {result.seed}" if result.seed is not None else "from files"
     ins = ", ".join(f"{n} {list(a.shape)} {a.dtype}" for n, a in result.inputs.items())
     click.echo(f"{result.model} on {result.provider}; inputs ({source}): {ins}")
-    rows = [("output", "shape", "dtype", "min", "max", "mean", "nan", "inf")]
-    rows += [
-        (
-            s.name,
-            str(s.shape),
-            s.dtype,
-            _fmt(s.min),
-            _fmt(s.max),
-            _fmt(s.mean),
-            str(s.nan_count),
-            str(s.inf_count),
+    for s in result.input_stats():
+        if s.nan_count or s.inf_count:
+            click.echo(f"note: input {s.name} holds {s.nan_count} NaN and {s.inf_count} Inf values")
+    click.echo(
+        table(
+            ["output", "shape", "dtype", "min", "max", "mean", "nan", "inf"],
+            [
+                [
+                    s.name,
+                    str(s.shape),
+                    s.dtype,
+                    _fmt(s.min),
+                    _fmt(s.max),
+                    _fmt(s.mean),
+                    s.nan_count,
+                    s.inf_count,
+                ]
+                for s in result.stats()
+            ],
         )
-        for s in result.stats()
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    )
     if result.timing:
         t = result.timing
         click.echo(

@@ -1,0 +1,174 @@
+"""The parity matrix on real runtimes: planted faults are caught, sound files pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nnkit.errors import BackendUnavailableError, NnkitError
+from nnkit.parity import ParityReport, run_parity, shape_cases
+from nnkit.spec import Dim, TensorSpec, parse_spec
+from tests._faults import fix_output_dim, negate_before, nudge_weight, unknown_op
+
+ZooFile = Callable[[str, str], Path]
+
+MODELS = """\
+import torch
+from torch import nn
+
+class Baked(nn.Module):
+    # The tracer turns float(x.sum()) into a constant of the example input.
+    def forward(self, x):
+        return x * float(x.sum())
+
+class LogZero(nn.Module):
+    # NaN where x < 0, else 0: NaNs in input-dependent places.
+    def forward(self, x):
+        return torch.log(x) * 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def user_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "faulty.py"
+    path.write_text(MODELS)
+    return path
+
+
+def statuses(report: ParityReport) -> set[str]:
+    return {r.status for r in report.results}
+
+
+def test_shape_cases_change_every_dynamic_dim_with_seeds_of_their_own() -> None:
+    cases = shape_cases([TensorSpec("x", (Dim("batch", 2), Dim("seq", 7), 10))])
+    assert [dict(c.sizes) for c in cases] == [
+        {"batch": 2, "seq": 7},
+        {"batch": 1, "seq": 1},
+        {"batch": 5, "seq": 13},
+    ]
+    assert len({c.seed for c in cases}) == 3 and 0 not in {c.seed for c in cases}
+    static = shape_cases([TensorSpec("x", (3, 4))])
+    assert len(static) == 2 and static[0].seed != static[1].seed
+
+
+def test_a_sound_export_passes_every_case_with_numbers(zoo_file: ZooFile) -> None:
+    report = run_parity(["lstm"], onnx=zoo_file("lstm", "torchscript"), backends=["cpu"])
+    assert report and report.exit_code == 0
+    assert [r.case for r in report.results] == ["batch=2,seq=7", "batch=1,seq=1", "batch=5,seq=13"]
+    for result in report.results:
+        assert result.exporter == "torchscript"  # read from the file's metadata
+        assert [o.name for o in result.outputs] == ["output", "h_n", "c_n"]
+        assert all(o.max_abs_diff < 1e-4 for o in result.outputs)
+    assert report.results[2].outputs[0].ref_shape == (5, 13, 20)
+
+
+def test_a_nudged_weight_is_a_mismatch_and_the_untouched_file_passes(
+    zoo_file: ZooFile, tmp_path: Path
+) -> None:
+    good = zoo_file("linear", "dynamo")
+    bad = nudge_weight(good, tmp_path / "nudged.onnx", delta=0.05)
+    backends = ["cpu", "reference"]
+    assert run_parity(["linear"], onnx=good, backends=backends)
+    report = run_parity(["linear"], onnx=bad, backends=backends)
+    assert not report and report.exit_code == 1
+    assert statuses(report) == {"mismatch"}
+    worst = max(o.max_abs_diff for r in report.results for o in r.outputs)
+    assert 0.01 < worst < 1
+    failed = report.results[0].outputs[0]
+    assert failed.min_atol is not None and failed.min_atol >= failed.max_abs_diff * 0.99
+
+
+def test_a_value_the_tracer_baked_into_a_constant_fails_parity(user_models: Path) -> None:
+    report = run_parity(
+        [f"{user_models}:Baked"],
+        inputs=[parse_spec("x:batch=2x4")],
+        exporters=["torchscript"],
+        backends=["cpu"],
+    )
+    assert statuses(report) == {"mismatch"}
+    assert report.exit_code == 1
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")
+def test_nan_in_the_same_places_passes_in_other_places_fails(
+    user_models: Path, tmp_path: Path
+) -> None:
+    model, inputs = f"{user_models}:LogZero", [parse_spec("x:batch=2x4")]
+    kept = tmp_path / "logzero"
+    same = run_parity(
+        [model],
+        inputs=inputs,
+        exporters=["torchscript"],
+        backends=["cpu", "reference"],
+        artifacts=kept,
+    )
+    assert same, "NaNs in the same places must pass"
+    assert any(o.nonfinite for r in same.results for o in r.outputs)
+    exported = next(kept.glob("*.torchscript.onnx"))
+    moved = negate_before(exported, tmp_path / "moved.onnx", op_type="Log")
+    report = run_parity([model], inputs=inputs, onnx=moved, backends=["cpu", "reference"])
+    assert statuses(report) == {"mismatch"}
+    assert all(r.outputs[0].nonfinite_mismatches > 0 for r in report.results)
+    assert all(r.outputs[0].min_atol is None for r in report.results)
+
+
+def test_a_runtime_that_cannot_load_the_file_is_unsupported_and_fails_only_strict(
+    zoo_file: ZooFile, tmp_path: Path
+) -> None:
+    broken = unknown_op(zoo_file("linear", "dynamo"), tmp_path / "unknown.onnx")
+    report = run_parity(["linear"], onnx=broken, backends=["cpu"])
+    assert statuses(report) == {"unsupported"}
+    assert report and report.exit_code == 0
+    assert "not a registered function/op" in report.results[0].message
+    strict = run_parity(["linear"], onnx=broken, backends=["cpu"], strict=True)
+    assert not strict and strict.exit_code == 1
+
+
+def test_a_declared_fixed_dim_that_the_runtime_does_not_keep_is_a_note(
+    zoo_file: ZooFile, tmp_path: Path
+) -> None:
+    stale = fix_output_dim(
+        zoo_file("lstm", "dynamo"), tmp_path / "stale.onnx", output="output", axis=1, size=7
+    )
+    report = run_parity(["lstm"], onnx=stale, backends=["cpu"])
+    assert report, "a wrong declaration alone is not a failure"
+    by_case = {r.case: r.notes for r in report.results}
+    assert by_case["batch=2,seq=7"] == []
+    assert by_case["batch=5,seq=13"] == [
+        "output 'output' is declared [batch, 7, 20] in the file, the runtime gave [5, 13, 20]"
+    ]
+
+
+def test_an_export_that_fails_is_an_error_and_the_matrix_goes_on(tmp_path: Path) -> None:
+    model = tmp_path / "branchy.py"
+    model.write_text(
+        "import torch\n"
+        "class Branchy(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        if x.sum() > 0:\n"
+        "            return x * 2\n"
+        "        return x - 1\n"
+    )
+    report = run_parity([f"{model}:Branchy"], inputs=[parse_spec("x:batch=2x3")], backends=["cpu"])
+    by_exporter = {
+        e: {r.status for r in report.results if r.exporter == e} for e in report.exporters
+    }
+    assert by_exporter["dynamo"] == {"error"}  # data-dependent control flow: no export
+    assert "export failed: the dynamo exporter failed" in report.results[0].message
+    assert by_exporter["torchscript"] == {"mismatch"}  # the tracer kept one branch
+    assert report.exit_code == 1
+
+
+def test_the_request_is_checked_before_any_work() -> None:
+    with pytest.raises(NnkitError, match="unknown backend 'nope'"):
+        run_parity(["linear"], backends=["nope"])
+    with pytest.raises(BackendUnavailableError, match="cuda"):
+        run_parity(["linear"], backends=["cuda"])
+    with pytest.raises(NnkitError, match="reference every backend is compared with"):
+        run_parity(["linear"], backends=["torch"])
+    with pytest.raises(NnkitError, match="unknown exporter 'onnxscript'"):
+        run_parity(["linear"], exporters=["onnxscript"], backends=["cpu"])
+    with pytest.raises(NnkitError, match="unknown model 'nope'"):
+        run_parity(["nope"], backends=["cpu"])
