@@ -137,7 +137,7 @@ BAD_EXPORTS = [
     (["missing.py:Net", "--input", "x:2"], ["model file 'missing.py' does not exist"]),
     (["{syntax}:Net", "--input", "x:2"], ["syntax error at line 1"]),
     (["{user}:Nope", "--input", "x:2x6"], ["has no 'Nope'", "TwoLayer", "make"]),
-    (["{user}:NOT_A_MODEL", "--input", "x:2x6"], ["is a int, not an nn.Module class"]),
+    (["{user}:NOT_A_MODEL", "--input", "x:2x6"], ["is not an nn.Module class", "(it is a 'int')"]),
     (["{user}:NeedsArgs", "--input", "x:2x6"], ["cannot build", "without arguments"]),
     (["{user}:TwoLayer"], ["not in the zoo", "--input"]),
     (["{user}:TwoLayer", "--input", "x:2x7"], ["cannot take inputs x:2x7:float32"]),

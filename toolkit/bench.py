@@ -25,13 +25,14 @@ Nothing here imports torch: the ``torch`` backend is passed in by the caller
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import gc
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -568,6 +569,59 @@ def bench_file(
     )
 
 
+@dataclass
+class ExportedModel:
+    """A PyTorch model exported for benchmarking, and how to run it eagerly."""
+
+    name: str
+    path: Path
+    exporter: str
+    #: Example sizes of its dynamic dims, by label.
+    sizes: dict[str, int]
+    #: Builds the ``torch`` backend: the module, eager, under inference mode.
+    torch_backend: Callable[[], Backend]
+
+
+@contextlib.contextmanager
+def exported_model(
+    ref: str,
+    *,
+    inputs: Sequence[TensorSpec] = (),
+    exporter: str = "dynamo",
+    threads: int | None = None,
+) -> Iterator[ExportedModel]:
+    """Resolve ``ref``, export it once into a temporary folder, removed on exit.
+
+    Raises:
+        ModelSourceError, SpecError: ``ref`` or ``inputs`` cannot be resolved.
+        ExportError: the exporter failed.
+    """
+    import tempfile
+
+    from nnkit.backends.base import TensorInfo
+    from nnkit.export import export_model
+    from nnkit.resolve import resolve_model
+    from nnkit.spec import Dim
+
+    resolved = resolve_model(ref, inputs=inputs)
+    declared = [
+        TensorInfo(s.name, tuple(d.label if isinstance(d, Dim) else d for d in s.dims), s.dtype)
+        for s in resolved.inputs
+    ]
+
+    def torch_backend() -> Backend:
+        from nnkit.backends.torch import TorchBackend
+
+        return TorchBackend.from_module(
+            resolved.module, declared, resolved.outputs, threads=threads
+        )
+
+    sizes = {d.label: d.example for s in resolved.inputs for d in s.dims if isinstance(d, Dim)}
+    with tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp:
+        exported = export_model(resolved, Path(tmp) / "model.onnx", exporter=exporter)
+        yield ExportedModel(resolved.name, exported.path, exporter, sizes, torch_backend)
+
+
 def bench_model(
     ref: str,
     *,
@@ -587,41 +641,19 @@ def bench_model(
         ExportError: the exporter failed.
         and what :func:`bench_file` raises.
     """
-    import tempfile
-
-    from nnkit.backends.base import TensorInfo
-    from nnkit.export import export_model
-    from nnkit.resolve import resolve_model
-    from nnkit.spec import Dim
-
     check_backends(backends, with_torch=True)  # before the slow part
-    resolved = resolve_model(ref, inputs=inputs)
-    declared = [
-        TensorInfo(s.name, tuple(d.label if isinstance(d, Dim) else d for d in s.dims), s.dtype)
-        for s in resolved.inputs
-    ]
-
-    def torch_backend() -> Backend:
-        from nnkit.backends.torch import TorchBackend
-
-        return TorchBackend.from_module(
-            resolved.module, declared, resolved.outputs, threads=threads
-        )
-
-    sizes = {d.label: d.example for s in resolved.inputs for d in s.dims if isinstance(d, Dim)}
-    with tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp:
-        exported = export_model(resolved, Path(tmp) / "model.onnx", exporter=exporter)
+    with exported_model(ref, inputs=inputs, exporter=exporter, threads=threads) as model:
         report = bench_file(
-            exported.path,
+            model.path,
             backends=backends,
-            model=resolved.name,
+            model=model.name,
             exporter=exporter,
-            torch_backend=torch_backend,
-            sizes={**sizes, **options.pop("sizes", {})},
+            torch_backend=model.torch_backend,
+            sizes={**model.sizes, **options.pop("sizes", {})},
             threads=threads,
             **options,
         )
-    report.file = f"<{exporter} export of {resolved.name}>"
+    report.file = f"<{exporter} export of {model.name}>"
     return report
 
 

@@ -77,24 +77,30 @@ def machine_info(cpuinfo: str | Path = "/proc/cpuinfo", sysfs: str | Path = "/sy
     )
 
 
-def physical_cores(cpuinfo_text: str) -> int | None:
+def physical_cores(cpuinfo_text: str, allowed: set[int] | None = None) -> int | None:
     """Physical cores among the logical CPUs this process may run on (SMT siblings once).
 
-    None where ``/proc/cpuinfo`` does not give ``physical id``/``core id`` (arm64, some
-    VMs): then the caller counts logical CPUs.
+    Args:
+        cpuinfo_text: the text of ``/proc/cpuinfo``.
+        allowed: the logical CPUs to count (default: this process's affinity).
+
+    Returns:
+        The count; None where ``/proc/cpuinfo`` gives no ``core id`` (arm64, some VMs):
+        then the caller counts logical CPUs.
     """
-    try:
-        allowed: set[int] | None = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        allowed = None
+    if allowed is None:
+        try:
+            allowed = set(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            allowed = None
     cores: set[tuple[str, str]] = set()
     for block in cpuinfo_text.split("\n\n"):
         fields = dict(_pairs(block))
         if "processor" not in fields or "core id" not in fields:
             continue
-        if allowed is not None and fields["processor"].isdigit():
-            if int(fields["processor"]) not in allowed:
-                continue
+        cpu = fields["processor"]
+        if allowed is not None and cpu.isdigit() and int(cpu) not in allowed:
+            continue
         cores.add((fields.get("physical id", "0"), fields["core id"]))
     return len(cores) or None
 

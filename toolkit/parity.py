@@ -347,6 +347,9 @@ def run_parity(
                     report.results.extend(cell.results)
                     if progress:
                         progress(ProgressEvent(index, total, model.name, exporter, backend, cell))
+    if artifacts is None and plan.onnx is None:  # the temporary folder is gone
+        for record in report.exports:
+            record.path = None
     report.environment = environment(plan.backends)
     report.seconds = time.perf_counter() - start
     return report

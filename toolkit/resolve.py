@@ -113,7 +113,7 @@ def _build(ref: str) -> torch.nn.Module:
     obj = getattr(namespace, name)
     if not (_is_module_class(obj) or callable(obj)) or isinstance(obj, torch.nn.Module):
         raise ModelSourceError(
-            f"{ref!r} is a {type(obj).__name__}, not an nn.Module class or a function returning one"
+            f"{ref!r} is not an nn.Module class or a function returning one (it is a {type(obj).__name__!r})"
         )
     try:
         built = obj()
