@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nnkit.backends.openvino import OpenVINOBackend
+from nnkit.errors import BackendError
 from tests.backends.conftest import require_backend
 
 
@@ -45,3 +46,13 @@ def test_results_are_copies_not_views_of_the_next_run(add_model):
         first = backend.run(ones)["sum"]
         backend.run({k: v * 10 for k, v in ones.items()})
     np.testing.assert_array_equal(first, np.full((2, 3), 2, np.float32))
+
+
+def test_load_error_keeps_openvino_s_reason_not_its_source_location(zoo_file, tmp_path):
+    from tests._faults import unknown_op
+
+    path = unknown_op(zoo_file("linear", "dynamo"), tmp_path / "unknown.onnx")
+    with pytest.raises(BackendError) as info:
+        OpenVINOBackend(path).load()
+    assert "No conversion rule found for operations: nnkit.test.unknown.Gemm" in info.value.message
+    assert "core.cpp" not in info.value.message

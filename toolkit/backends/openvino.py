@@ -16,6 +16,7 @@ import numpy as np
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend
+from nnkit.errors import BackendError
 
 
 def _ov() -> Any:
@@ -70,6 +71,15 @@ class OpenVINOBackend(Backend):
                     f"OpenVINO gives {len(ports)} outputs, the file declares {len(self.outputs)}"
                 ),
             )
+
+    def error(self, what: str, cause: BaseException) -> BackendError:
+        """OpenVINO's messages open with source locations and end with the reason: keep that."""
+        lines = [ln.strip(" -") for ln in str(cause).splitlines() if ln.strip(" -")]
+        if len(lines) < 2:
+            return super().error(what, cause)
+        return BackendError(
+            f"{self.name}: {what}: {lines[-1]}", backend=self.name, model_path=str(self.path)
+        )
 
     def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self.request.infer(feeds)
