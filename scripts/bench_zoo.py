@@ -110,7 +110,9 @@ def main() -> int:
     print()
     print(f"Achieved GFLOP/s at batch {BATCHES[-1]} (p50), beside the peak estimate above:")
     print()
-    print("| model | MFLOP/sample | " + " | ".join(c for c in columns if c not in BATCH1_ONLY) + " |")
+    print(
+        "| model | MFLOP/sample | " + " | ".join(c for c in columns if c not in BATCH1_ONLY) + " |"
+    )
     print("|---|---:|" + "|".join("---:" for c in columns if c not in BATCH1_ONLY) + "|")
     for name in args.models.split(","):
         row = [results.get((name, c, BATCHES[-1])) for c in columns if c not in BATCH1_ONLY]

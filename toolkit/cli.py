@@ -34,17 +34,12 @@ class LazyGroup(click.Group):
     """A group that imports a command's module only when that command is used."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._module_exists(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS or not self._module_exists(cmd_name):
+        if cmd_name not in COMMANDS:
             return None
-        module = importlib.import_module(f"nnkit.commands.{COMMANDS[cmd_name]}")
-        return module.command
-
-    @staticmethod
-    def _module_exists(name: str) -> bool:
-        return importlib.util.find_spec(f"nnkit.commands.{COMMANDS[name]}") is not None
+        return importlib.import_module(f"nnkit.commands.{COMMANDS[cmd_name]}").command
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Run the CLI; every error a user can cause ends as one line on stderr."""

@@ -7,8 +7,6 @@ imported when the backend is loaded. A backend that was asked for and cannot run
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from nnkit.inputs import DEFAULT_SEED, random_array
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend, TensorInfo
+    from nnkit.bench import LatencyStats
 
 #: Size given to a symbolic or unknown dimension that ``--shape`` does not fix.
 DEFAULT_DIM = 1
@@ -136,50 +135,32 @@ class OutputStats:
 
 @dataclass(frozen=True)
 class Timing:
-    """Latency of repeated runs, in milliseconds."""
+    """Latency of repeated runs, measured with the bench protocol (:func:`nnkit.bench.measure`)."""
 
+    first_run_ms: float
     warmup: int
-    iterations: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
+    stats: LatencyStats
+
+    @property
+    def iterations(self) -> int:
+        return self.stats.iterations
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"first_run_ms": self.first_run_ms, "warmup": self.warmup, **asdict(self.stats)}
 
 
 def time_runs(
     backend: Backend, feeds: Mapping[str, np.ndarray], *, warmup: int = 1, iterations: int = 10
 ) -> Timing:
-    """Time ``iterations`` runs after ``warmup`` untimed ones, inputs prepared once.
+    """Time ``iterations`` runs after the first run and ``warmup`` untimed ones.
 
-    A small stand-in until ``nnkit.bench`` owns the latency protocol: it times exactly
-    :meth:`~nnkit.backends.base.Backend.run_prepared`, which waits for the device.
+    The bench harness's protocol, so ``infer --iterations`` and ``bench`` agree: inputs
+    prepared once, exactly :meth:`~nnkit.backends.base.Backend.run_prepared` timed.
     """
-    if iterations < 1:
-        raise SpecError(f"iterations must be at least 1, given {iterations}")
-    prepared = backend.prepare(feeds)
-    for _ in range(max(warmup, 0)):
-        backend.run_prepared(prepared)
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        backend.run_prepared(prepared)
-        samples.append((time.perf_counter() - start) * 1e3)
-    p50, p90, p99 = np.percentile(samples, [50, 90, 99]).tolist()
-    return Timing(
-        warmup=max(warmup, 0),
-        iterations=iterations,
-        p50_ms=p50,
-        p90_ms=p90,
-        p99_ms=p99,
-        mean_ms=statistics.fmean(samples),
-        min_ms=min(samples),
-        max_ms=max(samples),
-    )
+    from nnkit.bench import measure
+
+    m = measure(backend, feeds, warmup=warmup, iterations=iterations)
+    return Timing(first_run_ms=m.first_run_ms, warmup=m.warmup, stats=m.stats)
 
 
 @dataclass

@@ -10,9 +10,10 @@ cycle, and their product, the peak a GFLOP/s figure is set beside::
 FLOP/cycle/core comes from the widest FMA the CPU has, assuming two FMA pipes (the
 common case on server cores): AVX-512 64 (AMD Zen 4, which runs AVX-512 on 256-bit
 pipes, 32), AVX2+FMA 32, AVX 16, SSE 8, NEON 16. The clock is the highest the OS
-reports (``cpufreq`` maximum, else ``/proc/cpuinfo``'s current MHz). It is an upper
-bound, an estimate: real GEMMs reach 60-90 % of it, turbo and AVX-512 clock offsets
-move it. Reading it needs no runtime and no torch.
+reports (``cpufreq`` maximum, else ``/proc/cpuinfo``'s current MHz). It is an
+estimate: real GEMMs reach 60-90 % of it, and AVX-512 clock offsets lower it; in a VM
+without ``cpufreq``, ``/proc/cpuinfo`` shows the base (TSC) clock, and a core boosting
+past it can beat the estimate. Reading it needs no runtime and no torch.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Every CPU backend agrees with onnxruntime on every zoo file, both exporters.
 
 At sizes other than the export's example (batch 3, seq 5), so an axis frozen at export
-shows. Where a runtime cannot run a file, that is listed here, and it must fail as one
-clean BackendError (and this test fails once it starts working, to update the list).
+shows. Every runtime runs every zoo file: tract the dynamo LSTM too, since its backend
+drops the file's intermediate shape hints before typing it with concrete shapes.
 """
 
 from __future__ import annotations
@@ -11,20 +11,11 @@ import numpy as np
 import pytest
 
 from nnkit.backends import backend_class
-from nnkit.errors import BackendError
 from nnkit.models import ZOO
 from tests.backends.conftest import require_backend
 
 EXPORTERS = ("torchscript", "dynamo")
 OTHERS = ("openvino", "tract", "reference")
-#: (backend, model, exporter) that cannot run, and why (tract 0.23.9).
-KNOWN_UNSUPPORTED = {
-    ("tract", "lstm", "dynamo"): (
-        "tract types the dynamo LSTM neither with the symbolic batch (Scan: 'Clashing "
-        "resolution for expression batch=2 != 1') nor with concrete shapes "
-        "(MultiBroadcastTo: 'Impossible to unify Sym(batch) with Val(2)')"
-    ),
-}
 SIZES = {"batch": 3, "seq": 5}
 
 
@@ -57,11 +48,6 @@ def test_backend_agrees_with_onnxruntime(backend_name, name, exporter, zoo_file,
     entry = ZOO[name]
     path = zoo_file(name, exporter)
     with backend_class(backend_name)(path) as backend:
-        if (backend_name, name, exporter) in KNOWN_UNSUPPORTED:
-            with pytest.raises(BackendError) as info:
-                backend.run(_feeds(name))
-            assert info.value.format_message().startswith(f"{backend_name}: cannot ")
-            return
         got = backend.run(_feeds(name))
     expected = reference_outputs(name, exporter)
     assert list(got) == list(entry.outputs) == list(expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -37,12 +39,26 @@ def test_torchscript_lstm_runs_with_concrete_shapes_one_runnable_per_signature(z
         assert sorted(backend._concrete) == [((2, 7, 10),), ((3, 5, 10),)]
 
 
-def test_dynamo_lstm_is_refused_in_one_clean_line(zoo_file):
-    path = zoo_file("lstm", "dynamo")
+def test_an_op_tract_lacks_is_refused_in_one_clean_line(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Det", ["x"], ["y"])],
+        "det",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    path = tmp_path / "det.onnx"
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10),
+        str(path),
+    )
     with TractBackend(path) as backend, pytest.raises(BackendError) as info:
-        backend.run(_x(2, 7, 10))
+        backend.run({"x": np.eye(3, dtype=np.float32)})
     message = info.value.format_message()
-    assert message.startswith(f"tract: cannot load {path} at input shapes [(2, 7, 10)]: ")
+    assert message.startswith(f"tract: cannot load {path} at input shapes [(3, 3)]: ")
+    assert "Unimplemented(Det)" in message
     assert "backtrace" not in message.lower() and "\n" not in str(info.value.message)
     assert info.value.backend == "tract"
 
@@ -58,3 +74,15 @@ def test_tract_reason_keeps_the_error_and_its_innermost_cause():
         'Failed analyse for node #10 "node_conv2d" ConvHir: Impossible to unify Sym(batch) with Val(2).'
     )
     assert tract_reason(tract.TractError("plain")) == "plain"
+
+
+def test_timed_runs_use_concrete_shapes_even_where_the_file_has_symbolic_hints(zoo_file):
+    # The dynamo LSTM carries value_info [2, batch, 20]; with it, tract cannot type the
+    # model at a concrete batch ("Impossible to unify Sym(batch) with Val(64)").
+    x = np.random.default_rng(0).standard_normal((64, 7, 10), dtype=np.float32)
+    with TractBackend(zoo_file("lstm", "dynamo")) as backend:
+        outputs = backend.fetch(backend.run_prepared(backend.prepare({"x": x})))
+        assert [o.shape for o in outputs.values()] == [(64, 7, 20), (2, 64, 20), (2, 64, 20)]
+        np.testing.assert_allclose(outputs["output"], backend.run({"x": x})["output"], rtol=1e-6)
+        workdir = backend._workdir.name
+    assert not Path(workdir).exists()  # the stripped copy goes with the backend

@@ -85,11 +85,14 @@ def test_inputs_from_files_give_the_same_outputs_on_every_cpu_backend(lstm, tmp_
 def test_iterations_print_percentiles(lstm):
     result = run_cli("infer", lstm, "-p", "cpu", "--iterations", "5", "--warmup", "2")
     assert result.exit_code == 0, result.stderr
-    assert "latency over 5 runs (after 2 warmup): p50 " in result.stdout
+    assert "latency over 5 runs (first run " in result.stdout
+    assert " ms, then 2 warmup): p50 " in result.stdout
     assert all(k in result.stdout for k in ("p90", "p99", "mean"))
     data = json.loads(run_cli("infer", lstm, "-p", "cpu", "--iterations", "3", "--json").stdout)
     assert set(data["timing"]) == {
+        "first_run_ms",
         "warmup",
+        "stdev_ms",
         "iterations",
         "p50_ms",
         "p90_ms",

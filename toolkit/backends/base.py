@@ -104,8 +104,13 @@ class Backend(abc.ABC):
         """Run on what :meth:`prepare` returned; the result stays where the runtime put it.
 
         This is the call the latency harness times: no checks, no copies it can avoid.
+        The result is the runtime's own object; :meth:`fetch` turns it into arrays.
         """
         return self.run_impl(prepared)
+
+    def fetch(self, result: Any) -> dict[str, np.ndarray]:
+        """What :meth:`run_prepared` returned, as output name -> numpy array (on the host)."""
+        return {name: np.asarray(value) for name, value in result.items()}
 
     def close(self) -> None:
         """Release the session; the backend can be loaded again."""

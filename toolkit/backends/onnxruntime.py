@@ -65,6 +65,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         super().__init__(path, threads=threads)
         self.session: Any = None
+        self._names: list[str] = []
 
     @classmethod
     def probe(cls) -> str:
@@ -96,6 +97,7 @@ class OnnxRuntimeBackend(Backend):
         if not got or got[0] != self.provider:
             raise BackendUnavailableError(self._fallback_reason(log.text, got))
         self.session = session
+        self._names = [o.name for o in self.outputs]
 
     def _fallback_reason(self, log: str, got: list[str]) -> str:
         """Why the requested provider did not load, from onnxruntime's captured log."""
@@ -116,9 +118,17 @@ class OnnxRuntimeBackend(Backend):
         )
 
     def run_impl(self, feeds: Any) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.outputs]
-        values = self.session.run(names, feeds)
-        return dict(zip(names, values, strict=True))
+        return dict(zip(self._names, self.session.run(self._names, feeds), strict=True))
+
+    def run_prepared(self, prepared: Any) -> Any:
+        # The call the harness times: nothing between its clock and session.run
+        # (a dict of the outputs alone costs 0.4 us, 8 % of the smallest model's run).
+        return self.session.run(self._names, prepared)
+
+    def fetch(self, result: Any) -> dict[str, np.ndarray]:
+        if isinstance(result, dict):  # cuda: OrtValues on the device
+            return {name: value.numpy() for name, value in result.items()}
+        return dict(zip(self._names, result, strict=True))
 
     def close_impl(self) -> None:
         self.session = None
@@ -178,6 +188,9 @@ class CUDABackend(OnnxRuntimeBackend):
             binding.bind_output(out.name, "cuda", self.device_id)
         binding.synchronize_inputs()
         return _Bound(binding, values)
+
+    def run_prepared(self, prepared: Any) -> Any:
+        return self.run_impl(prepared)
 
     def run_impl(self, feeds: Any) -> Any:
         if not isinstance(feeds, _Bound):

@@ -5,7 +5,8 @@ the dynamo export of ``CombinedNN`` only with its symbolic batch, the torchscrip
 export of a 2-layer LSTM only with concrete shapes. So the model is first made runnable
 with the shapes the file declares (symbolic where symbolic), and where that cannot be
 typed or cannot run, again with the feeds' concrete shapes: one runnable per shape
-signature, cached. ``into_model().into_runnable()`` optimizes (tract 0.23 has no
+signature, cached. Timed runs (:meth:`TractBackend.prepare`) use the concrete-shape
+runnable, which tract optimizes best, wherever tract can type the model that way. ``into_model().into_runnable()`` optimizes (tract 0.23 has no
 separate ``into_optimized``).
 
 tract names outputs after the nodes that produce them, so outputs are mapped back to
@@ -15,6 +16,7 @@ Rust backtrace: only the error and its innermost cause are kept.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -77,6 +79,8 @@ class TractBackend(Backend):
         self._symbolic: Any = None
         self._symbolic_error: str | None = None
         self._concrete: dict[Signature, Any] = {}
+        self._workdir: tempfile.TemporaryDirectory | None = None
+        self._untyped: Path | None = None
 
     @classmethod
     def probe(cls) -> str:
@@ -110,11 +114,13 @@ class TractBackend(Backend):
         runnable = self._concrete.get(signature)
         if runnable is None:
             try:
-                model = tract.onnx().load(str(self.path))
+                model = tract.onnx().load(str(self._untyped_copy()))
                 for index, info in enumerate(self.inputs):
                     dims = ",".join(str(d) for d in feeds[info.name].shape)
                     datum = _DATUM.get(info.dtype, info.dtype)
                     model.set_input_fact(index, f"{dims},{datum}" if dims else datum)
+                for index in range(model.output_count()):
+                    model.set_output_fact(index, None)  # let tract infer them from the inputs
                 runnable = model.into_model().into_runnable()
             except tract.TractError as e:
                 extra = (
@@ -126,6 +132,47 @@ class TractBackend(Backend):
                 raise self._error(what, e, extra) from e
             self._concrete[signature] = runnable
         return runnable
+
+    def _untyped_copy(self) -> Path:
+        """The file without its intermediate shape annotations (``value_info``).
+
+        tract reads them as facts, and a symbolic one (``[2, batch, 20]`` on the dynamo
+        LSTM's initial state) clashes with concrete input shapes ("Impossible to unify
+        Sym(batch) with Val(64)"). They are hints only: dropping them changes no value.
+        A model with external data keeps them (a copy elsewhere would lose its weights).
+        """
+        if self._untyped is None:
+            import onnx
+
+            proto = onnx.load(str(self.path), load_external_data=False)
+            if not proto.graph.value_info or any(
+                t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
+            ):
+                self._untyped = self.path
+            else:
+                del proto.graph.value_info[:]
+                self._workdir = tempfile.TemporaryDirectory(prefix="nnkit-tract-")
+                self._untyped = Path(self._workdir.name) / self.path.name
+                onnx.save(proto, str(self._untyped))
+        return self._untyped
+
+    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray]]:
+        """The runnable typed with the feeds' concrete shapes, as tract runs fastest;
+        the symbolic one where tract cannot type the model with concrete shapes."""
+        arrays = [np.ascontiguousarray(feeds[i.name]) for i in self.inputs]
+        try:
+            return self._concrete_runnable(feeds), arrays
+        except BackendError:
+            if self._symbolic is None:
+                raise
+            return self._symbolic, arrays
+
+    def run_prepared(self, prepared: Any) -> Any:
+        runnable, arrays = prepared
+        return runnable.run(arrays)
+
+    def fetch(self, result: Any) -> dict[str, np.ndarray]:
+        return self._named(result)
 
     def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tract = _tract()
@@ -154,3 +201,7 @@ class TractBackend(Backend):
     def close_impl(self) -> None:
         self._symbolic = None
         self._concrete = {}
+        self._untyped = None
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None

@@ -159,10 +159,11 @@ def _render(result: InferResult, save: Path | None) -> None:
         )
     )
     if result.timing:
-        t = result.timing
+        t, s = result.timing, result.timing.stats
         click.echo(
-            f"latency over {t.iterations} runs (after {t.warmup} warmup): p50 {t.p50_ms:.3f} ms  "
-            f"p90 {t.p90_ms:.3f} ms  p99 {t.p99_ms:.3f} ms  mean {t.mean_ms:.3f} ms"
+            f"latency over {s.iterations} runs (first run {t.first_run_ms:.3f} ms, then "
+            f"{t.warmup} warmup): p50 {s.p50_ms:.3f} ms  p90 {s.p90_ms:.3f} ms  "
+            f"p99 {s.p99_ms:.3f} ms  mean {s.mean_ms:.3f} ms"
         )
     if save is not None:
         click.echo(f"saved {len(result.outputs)} outputs to {save}")
