@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from nnkit.errors import NnkitError, SpecError, first_line
+from nnkit.errors import NnkitError, SpecError, describe
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend, TensorInfo
@@ -506,7 +506,7 @@ def bench_file(
             runner.load()
             load_ms = (time.perf_counter_ns() - t0) / 1e6
         except Exception as e:
-            reason = _reason(e)
+            reason = describe(e)
             results += [BenchResult(**base, batch=b, status="error", error=reason) for b in batches]
             continue
         try:
@@ -520,7 +520,7 @@ def bench_file(
                 except Exception as e:
                     results.append(
                         BenchResult(
-                            **base, batch=b, status="error", error=_reason(e), load_ms=load_ms
+                            **base, batch=b, status="error", error=describe(e), load_ms=load_ms
                         )
                     )
                     continue
@@ -663,12 +663,6 @@ def _speedups(results: list[BenchResult]) -> None:
         ref = torch_p50.get(r.batch)
         if r.ok and ref and r.p50_ms:
             r.speedup_vs_torch = ref / r.p50_ms
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, NnkitError):
-        return e.format_message()
-    return f"{type(e).__name__}: {first_line(e)}"
 
 
 # -- rendering ------------------------------------------------------------------------------

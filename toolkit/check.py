@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnkit.errors import ModelFileError, first_line
+from nnkit.errors import ModelFileError, describe, first_line
 
 if TYPE_CHECKING:
     import onnx
@@ -161,7 +161,7 @@ def check_file(path: str | Path) -> CheckResult:
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         return CheckResult(False, [first_line(e)], summary)
     except Exception as e:  # the checker raises other types on malformed fields
-        return CheckResult(False, [f"{type(e).__name__}: {first_line(e)}"], summary)
+        return CheckResult(False, [describe(e)], summary)
     return CheckResult(True, [], summary)
 
 

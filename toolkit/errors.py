@@ -77,6 +77,13 @@ def first_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+def describe(e: BaseException) -> str:
+    """One line for any exception: ours as they are, others as ``Type: first line``."""
+    if isinstance(e, NnkitError):
+        return e.format_message()
+    return f"{type(e).__name__}: {first_line(e)}"
+
+
 def root_cause(e: BaseException) -> str:
     """``Type: first line`` of the innermost cause of ``e``.
 

@@ -46,7 +46,7 @@ from nnkit.errors import (
     InputError,
     NnkitError,
     OutputPathError,
-    first_line,
+    describe,
 )
 from nnkit.spec import Dim, TensorSpec
 
@@ -520,7 +520,7 @@ def _reference_runs(model: ResolvedModel, cases: Sequence[ShapeCase]) -> list[_C
                 ref = torch_backend.run({k: v.copy() for k, v in feeds.items()})
             except Exception as e:
                 runs.append(
-                    _CaseRun(case, feeds, None, f"PyTorch (the reference) failed: {_why(e)}")
+                    _CaseRun(case, feeds, None, f"PyTorch (the reference) failed: {describe(e)}")
                 )
                 continue
             runs.append(_CaseRun(case, feeds, ref))
@@ -538,7 +538,9 @@ def _export(model: ResolvedModel, exporter: str, plan: _Plan, folder: Path) -> E
     try:
         result = export_model(model, path, exporter=exporter)
     except Exception as e:
-        return ExportRecord(model.name, exporter, None, time.perf_counter() - start, error=_why(e))
+        return ExportRecord(
+            model.name, exporter, None, time.perf_counter() - start, error=describe(e)
+        )
     notes = [
         f"the {exporter} exporter declared a dynamic output dim fixed; nnkit declared it "
         f"symbolic ({fix})"
@@ -564,7 +566,7 @@ def _run_cell(
     except (BackendError, BackendUnavailableError) as e:
         return results("unsupported", e.format_message())
     except Exception as e:
-        return results("error", _why(e))
+        return results("error", describe(e))
     try:
         return [_run_case(cell, backend, run, tolerance) for run in runs]
     finally:
@@ -605,7 +607,7 @@ def _run_case(cell: Cell, backend: Backend, run: _CaseRun, tolerance: Tolerance)
         result.notes = notes
         return result
     except Exception as e:
-        return _result(cell, run, "error", _why(e))
+        return _result(cell, run, "error", describe(e))
     seconds = time.perf_counter() - start
     notes.extend(declared_shape_notes(backend.outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
@@ -696,12 +698,6 @@ def _dist_version(name: str) -> str | None:
         return md.version(name)
     except md.PackageNotFoundError:
         return None
-
-
-def _why(e: BaseException) -> str:
-    if isinstance(e, NnkitError):
-        return e.format_message()
-    return f"{type(e).__name__}: {first_line(e)}"
 
 
 def _safe(name: str) -> str:

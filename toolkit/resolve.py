@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nnkit.errors import ModelSourceError, SpecError, first_line
+from nnkit.errors import ModelSourceError, SpecError, describe
 from nnkit.spec import Dim, TensorSpec, check_unique_names
 
 if TYPE_CHECKING:
@@ -125,9 +125,7 @@ def _build(ref: str) -> torch.nn.Module:
             ) from None
         raise ModelSourceError(f"building {ref!r} failed: TypeError: {e}") from None
     except Exception as e:
-        raise ModelSourceError(
-            f"building {ref!r} failed: {type(e).__name__}: {first_line(e)}"
-        ) from None
+        raise ModelSourceError(f"building {ref!r} failed: {describe(e)}") from None
     if not isinstance(built, torch.nn.Module):
         raise ModelSourceError(f"{ref!r} returned a {type(built).__name__}, not an nn.Module")
     return built.eval()
@@ -173,9 +171,7 @@ def _import_file(where: str) -> Any:
         ) from None
     except Exception as e:
         sys.modules.pop(mod_name, None)
-        raise ModelSourceError(
-            f"cannot import {where!r}: {type(e).__name__}: {first_line(e)}"
-        ) from None
+        raise ModelSourceError(f"cannot import {where!r}: {describe(e)}") from None
     finally:
         sys.path.remove(str(path.parent.resolve()))
     return module
@@ -192,9 +188,7 @@ def _import_module(where: str) -> Any:
             ) from None
         raise ModelSourceError(f"cannot import module {where!r}: {e}") from None
     except Exception as e:
-        raise ModelSourceError(
-            f"cannot import module {where!r}: {type(e).__name__}: {first_line(e)}"
-        ) from None
+        raise ModelSourceError(f"cannot import module {where!r}: {describe(e)}") from None
 
 
 def example_args(model: ResolvedModel, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -234,9 +228,7 @@ def count_outputs(model: ResolvedModel) -> int:
             result = model.module(*args)
     except Exception as e:
         specs = " ".join(str(s) for s in model.inputs)
-        raise SpecError(
-            f"model {model.name!r} cannot take inputs {specs}: {type(e).__name__}: {first_line(e)}"
-        ) from None
+        raise SpecError(f"model {model.name!r} cannot take inputs {specs}: {describe(e)}") from None
     n = len(flatten_outputs(result))
     if model.outputs and n != len(model.outputs):
         raise SpecError(f"model {model.name!r} returned {n} outputs, expected {len(model.outputs)}")

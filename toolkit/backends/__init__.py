@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nnkit.errors import BackendUnavailableError, NnkitError, first_line
+from nnkit.errors import BackendUnavailableError, NnkitError, describe
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend
@@ -77,7 +77,7 @@ def probe(name: str) -> ProbeResult:
     except NnkitError as e:
         return ProbeResult(name, reason=e.format_message())
     except Exception as e:  # a runtime that breaks in a way nobody wrapped: still a reason
-        return ProbeResult(name, reason=f"{name}: {type(e).__name__}: {first_line(e)}")
+        return ProbeResult(name, reason=f"{name}: {describe(e)}")
     return ProbeResult(name, version=version)
 
 

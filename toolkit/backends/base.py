@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnkit.errors import BackendError, InputError, NnkitError, first_line
+from nnkit.errors import BackendError, InputError, NnkitError, describe
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class Backend(abc.ABC):
     # -- helpers ----------------------------------------------------------------------
     def error(self, what: str, cause: BaseException) -> BackendError:
         """A :class:`BackendError` for this backend and file, with the cause's first line."""
-        reason = f"{type(cause).__name__}: {first_line(cause)}"
+        reason = describe(cause)
         return BackendError(
             f"{self.name}: {what}: {reason}", backend=self.name, model_path=str(self.path)
         )
