@@ -123,7 +123,11 @@ def render_console(report: ParityReport) -> str:
         parts += ["", "problems:", *_indent("\n".join(bad), 2)]
     found = notes(report)
     if found:
-        parts += ["", "notes (not failures; a cell with a note of its own is marked *):", *_indent("\n".join(found), 2)]
+        parts += [
+            "",
+            "notes (not failures; a cell with a note of its own is marked *):",
+            *_indent("\n".join(found), 2),
+        ]
     parts += ["", verdict_line(report)]
     return "\n".join(parts)
 
