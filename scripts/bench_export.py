@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from nnkit.export import EXPORTERS, export_model
+from nnkit.hardware import cpu_info
 from nnkit.models import ZOO
 from nnkit.resolve import resolve_model
 
@@ -52,9 +53,10 @@ def main() -> None:
             size = (folder / f"{name}.dynamo.onnx").stat().st_size
             rows.append((name, *cells, size))
 
+    cpu = cpu_info()
     print(
-        f"export time, median of {args.repeat}; {platform.processor() or platform.machine()}, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+        f"export time, median of {args.repeat}; {cpu.model or platform.machine()}, "
+        f"{cpu.usable_cores} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
     print()
     print("| model | dynamo (s) | torchscript (s) | file (dynamo) |")
