@@ -128,3 +128,33 @@ def test_existing_output_is_untouched_when_the_run_fails(relu_file, tmp_path):
     )
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
+
+
+def test_ctrl_c_during_export_leaves_nothing_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"previous")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nnkit", "export", "combinednn", "-o", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.onnx.*.tmp")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the export finished before the signal arrived")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "Aborted."
+    assert "Traceback" not in err
+    assert os.listdir(tmp_path) == ["out.onnx"]
+    assert target.read_bytes() == b"previous"
