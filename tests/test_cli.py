@@ -90,3 +90,10 @@ def test_usage_errors_are_one_line_with_a_help_hint():
     assert result.stderr.strip() == (
         "Error: Missing option '-o' / '--output'. (see 'nnkit export --help')"
     )
+
+
+def test_exporter_choice_matches_the_exporters():
+    from nnkit.commands._options import EXPORTER_CHOICE
+    from nnkit.export import EXPORTERS
+
+    assert tuple(EXPORTER_CHOICE.choices) == EXPORTERS

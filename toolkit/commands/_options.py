@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from nnkit.errors import NnkitError
 from nnkit.spec import TensorSpec, parse_spec
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SpecType(click.ParamType):
@@ -49,6 +52,22 @@ class CommaList(click.ParamType):
             if bad:
                 self.fail(f"unknown {bad[0]!r}: valid are {', '.join(self.choices)}", param, ctx)
         return items
+
+
+#: The exporters, as ``nnkit.export.EXPORTERS`` (not imported: --help stays light).
+EXPORTER_CHOICE = click.Choice(["dynamo", "torchscript"])
+
+
+def exporter_option(help: str) -> Callable[[F], F]:
+    """``--exporter dynamo|torchscript``, dynamo by default."""
+    return click.option(
+        "--exporter", type=EXPORTER_CHOICE, default="dynamo", show_default=True, help=help
+    )
+
+
+def input_spec_option(help: str) -> Callable[[F], F]:
+    """``--input SPEC``, repeatable, parsed into :class:`~nnkit.spec.TensorSpec` values."""
+    return click.option("--input", "inputs", multiple=True, type=SpecType(), help=help)
 
 
 def emit_json(data: Any) -> None:

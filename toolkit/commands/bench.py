@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from nnkit.commands._options import CommaList, SpecType
+from nnkit.commands._options import CommaList, exporter_option, input_spec_option
 from nnkit.errors import EXIT_FAILED, NnkitError
 
 #: The backend names, listed here so ``--help`` imports no runtime.
@@ -75,20 +75,8 @@ def is_onnx_file(model: str) -> bool:
     help="Time budget of warm-up and timed runs per backend and batch [default: 1.0, "
     "or none with --iterations].",
 )
-@click.option(
-    "--exporter",
-    type=click.Choice(["dynamo", "torchscript"]),
-    default="dynamo",
-    show_default=True,
-    help="Exporter of a PyTorch model (ignored for an ONNX file).",
-)
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    type=SpecType(),
-    help="Input spec of a model outside the zoo, name:dims[:dtype] (x:batch=2x10).",
-)
+@exporter_option("Exporter of a PyTorch model (ignored for an ONNX file).")
+@input_spec_option("Input spec of a model outside the zoo, name:dims[:dtype] (x:batch=2x10).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
 @click.option(
     "--json",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import SpecType
+from nnkit.commands._options import exporter_option, input_spec_option
 from nnkit.render import human_bytes
 
 
@@ -20,26 +20,16 @@ from nnkit.render import human_bytes
     type=click.Path(dir_okay=False, path_type=Path),
     help="The ONNX file to write (written only if the export succeeds and checks).",
 )
-@click.option(
-    "--exporter",
-    type=click.Choice(["dynamo", "torchscript"]),
-    default="dynamo",
-    show_default=True,
-    help="torch.export-based (dynamo) or the TorchScript tracer.",
-)
+@exporter_option("torch.export-based (dynamo) or the TorchScript tracer.")
 @click.option(
     "--opset",
     type=click.IntRange(7, 30),
     default=None,
     help="ONNX opset [default: the exporter's].",
 )
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    type=SpecType(),
-    help="Input spec name:dims[:dtype], dims joined by x; label=N is dynamic with example size N "
-    "(x:batch=2x3x32x32:float32). Required outside the zoo; repeat per input.",
+@input_spec_option(
+    "Input spec name:dims[:dtype], dims joined by x; label=N is dynamic with example size N "
+    "(x:batch=2x3x32x32:float32). Required outside the zoo; repeat per input."
 )
 @click.option("--verbose", is_flag=True, help="Show the exporter's own console output.")
 def command(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import CommaList, SpecType
+from nnkit.commands._options import CommaList, input_spec_option
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -26,13 +26,9 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="Backends to check, comma-separated (cpu,openvino,...) [default: every backend that "
     "runs here, probed for real]. One named that cannot run here is an error (exit 2).",
 )
-@click.option(
-    "--input",
-    "inputs",
-    multiple=True,
-    type=SpecType(),
-    help="Input spec name:dims[:dtype] (x:batch=2x3x32x32), for a model outside the zoo; "
-    "repeat per input. Dynamic dims (label=N) are run at N, 1 and a larger odd size.",
+@input_spec_option(
+    "Input spec name:dims[:dtype] (x:batch=2x3x32x32), for a model outside the zoo; "
+    "repeat per input. Dynamic dims (label=N) are run at N, 1 and a larger odd size."
 )
 @click.option(
     "--onnx",
