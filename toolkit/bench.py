@@ -364,7 +364,7 @@ class BenchReport:
     """Every result of one ``nnkit bench`` run, with what it ran on."""
 
     model: str
-    file: str
+    file: str | None
     exporter: str | None
     backends: list[str]
     batches: list[int]
@@ -653,7 +653,7 @@ def bench_model(
             threads=threads,
             **options,
         )
-    report.file = f"<{exporter} export of {model.name}>"
+    report.file = None  # a temporary file, gone now
     return report
 
 
@@ -735,7 +735,7 @@ def render(report: BenchReport) -> str:
         row.append(f"{r.gflops:.3g}" if r.gflops is not None else "-")
         rows.append(row)
     lines = [
-        f"{report.model} ({report.file})",
+        f"{report.model} ({report.file or f'its {report.exporter} export'})",
         table(headers, rows, right=range(1, len(headers))),
     ]
     per_batch = {r.batch: r.flops for r in report.results if r.flops}
