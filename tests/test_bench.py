@@ -49,6 +49,10 @@ class Sleepy(Backend):
     name: ClassVar[str] = "sleepy"
     requirement: ClassVar[str] = "nothing"
 
+    @classmethod
+    def probe(cls) -> str:
+        return "in-process"
+
     def __init__(self, path: Path, durations: Any) -> None:
         super().__init__(path)
         self.durations = durations
@@ -74,6 +78,10 @@ class Ticking(Backend):
 
     name: ClassVar[str] = "ticking"
     requirement: ClassVar[str] = "nothing"
+
+    @classmethod
+    def probe(cls) -> str:
+        return "in-process"
 
     def __init__(self, path: Path, durations_ns: list[int]) -> None:
         super().__init__(path)

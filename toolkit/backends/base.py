@@ -57,13 +57,13 @@ class Backend(abc.ABC):
 
     # -- the public contract -------------------------------------------------------
     @classmethod
+    @abc.abstractmethod
     def probe(cls) -> str:
         """Prove the runtime works here by running a tiny model; return its version.
 
         Raises:
             BackendUnavailableError: it cannot run here; the message says why.
         """
-        raise NotImplementedError
 
     def load(self) -> None:
         """Check the file, read its declared inputs and outputs, create the runtime session.
