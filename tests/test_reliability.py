@@ -158,3 +158,52 @@ def test_ctrl_c_during_export_leaves_nothing_behind(tmp_path):
     assert "Traceback" not in err
     assert os.listdir(tmp_path) == ["out.onnx"]
     assert target.read_bytes() == b"previous"
+
+
+def _random_bytes(tmp_path):
+    path = tmp_path / "random.onnx"
+    path.write_bytes(np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    return path
+
+
+def _external_data_missing(tmp_path):
+    weight = onnx.numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    path = tmp_path / "ext.onnx"
+    onnx.save(
+        model, str(path), save_as_external_data=True, location="ext.weights", size_threshold=0
+    )
+    (tmp_path / "ext.weights").unlink()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (_random_bytes, "is not an ONNX model"),
+        (_empty, "is empty"),
+        (_external_data_missing, "external data that is missing: ext.weights"),
+    ],
+    ids=["random-bytes", "empty", "external-data-missing"],
+)
+@pytest.mark.parametrize("provider", ["cpu", "openvino", "tract", "reference"])
+def test_unreadable_model_files_are_refused_by_infer(tmp_path, make, needle, provider):
+    path = make(tmp_path)
+    before = _snapshot(tmp_path)
+    assert_one_line_error(
+        run_cli("infer", str(path), "-p", provider, "--save", str(tmp_path / "o.npz")), needle
+    )
+    assert _snapshot(tmp_path) == before
