@@ -5,8 +5,8 @@
 #   make test     the test suite
 #   make lint     ruff check and format check
 #
-# torch is pinned to the 2.13.0 build this kind of machine has on disk (CPU). A GPU
-# user picks another build:  make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# torch is pinned to the 2.13.0 build this kind of machine has on disk (CPU); everything
+# else to the versions CI runs (constraints.txt). A GPU user picks another torch build:  make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -19,11 +19,11 @@ REPORTS ?= reports
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev,plot]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,plot]'
 	touch $(STAMP)
 
 test: install
