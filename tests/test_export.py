@@ -177,3 +177,24 @@ def test_recurrent_models_export_again_in_the_same_process(tmp_path):
         export_model(resolve_model(name), path, exporter="dynamo")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert session.run(None, {"x": np.zeros((1, 11, 10), np.float32)})[0].shape == (1, 11, 20)
+
+
+def test_user_models_build_the_same_weights_every_time(tmp_path):
+    src = tmp_path / "rand.py"
+    src.write_text(
+        "from torch import nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = nn.Linear(4, 3)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+    )
+    import torch
+
+    spec = [parse_spec("x:batch=2x4")]
+    torch.manual_seed(1)  # whatever the caller's RNG state
+    a = resolve_model(f"{src}:Net", inputs=spec).module.fc.weight
+    torch.manual_seed(2)
+    b = resolve_model(f"{src}:Net", inputs=spec).module.fc.weight
+    assert a.equal(b)

@@ -5,6 +5,8 @@ module and a name (``package.module:make_net``). The name is an ``nn.Module`` su
 (built with no arguments) or a function returning a module. A zoo model knows its
 inputs, outputs and tolerance; a model from elsewhere gets its inputs from
 ``--input`` specs, and its outputs are named ``output`` (one) or ``output_0``, ... .
+Every model is built under a fixed torch seed, as the zoo is: one whose weights are
+randomly initialised builds the same weights each time.
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def resolve_model(ref: str, *, inputs: Sequence[TensorSpec] = ()) -> ResolvedMod
 def _build(ref: str) -> torch.nn.Module:
     import torch
 
+    from nnkit.models import WEIGHT_SEED
+
     where, _, name = ref.rpartition(":")
     if not where or not name:
         raise ModelSourceError(f"bad model reference {ref!r}: expected file.py:Name or module:name")
@@ -116,7 +120,11 @@ def _build(ref: str) -> torch.nn.Module:
             f"{ref!r} is not an nn.Module class or a function returning one (it is a {type(obj).__name__!r})"
         )
     try:
-        built = obj()
+        # Under the zoo's fixed seed: a randomly initialised model builds the same weights
+        # every time, so a file exported yesterday can be checked against it today.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(WEIGHT_SEED)
+            built = obj()
     except TypeError as e:
         if _needs_arguments(obj):
             raise ModelSourceError(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests._faults import nudge_weight, unknown_op
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli, run_nnkit
 
 ZooFile = Callable[[str, str], Path]
 
@@ -128,3 +128,20 @@ def test_the_full_default_matrix_passes_here(tmp_path: Path) -> None:
     assert set(data["request"]["models"]) >= {"linear", "lstm", "combinednn"}
     assert data["request"]["exporters"] == ["dynamo", "torchscript"]
     assert "torch" not in data["request"]["backends"] and "cpu" in data["request"]["backends"]
+
+
+def test_a_users_model_exported_earlier_passes_against_a_fresh_build(tmp_path):
+    # The CI use: the artifact was exported in another process; the model is built again.
+    # Its weights are randomly initialised, and nnkit builds every model under one seed.
+    src = tmp_path / "net.py"
+    src.write_text(
+        "from torch import nn\n"
+        "def make():\n"
+        "    return nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))\n"
+    )
+    onnx_file = tmp_path / "user.onnx"
+    exported = run_nnkit("export", f"{src}:make", "-o", str(onnx_file), "--input", "x:batch=2x6")
+    assert exported.returncode == 0, exported.stderr
+    result = run_cli("parity", "--onnx", str(onnx_file), "--backends", "cpu")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "PASS: 3 results: 3 pass" in result.stdout
