@@ -60,3 +60,18 @@ def fix_output_dim(src: Path, dst: Path, *, output: str, axis: int, size: int) -
         out.type.tensor_type.shape.dim[axis].dim_value = size
 
     return _edit(src, dst, change)
+
+
+def external_data_model(dst: Path, *, location: str) -> Path:
+    """A valid MatMul model whose weight lives in the external data file ``location``."""
+    weight = numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "ext",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.save(model, str(dst), save_as_external_data=True, location=location, size_threshold=0)
+    return dst

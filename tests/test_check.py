@@ -81,22 +81,9 @@ def test_truncated_model_is_refused(zoo_file, tmp_path):
 
 
 def test_missing_external_data_is_named(tmp_path):
-    import numpy as np
-    from onnx import numpy_helper
+    from tests._faults import external_data_model
 
-    weight = numpy_helper.from_array(np.ones((64, 64), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "ext",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    path = tmp_path / "ext.onnx"
-    onnx.save(
-        model, str(path), save_as_external_data=True, location="ext.onnx.data", size_threshold=0
-    )
+    path = external_data_model(tmp_path / "ext.onnx", location="ext.onnx.data")
     assert check_file(path)
     (tmp_path / "ext.onnx.data").unlink()
     assert_one_line_error(

@@ -8,16 +8,7 @@ import pytest
 
 from nnkit.machine import clock_ghz, flops_per_cycle, machine_info, physical_cores
 
-ZEN4 = """processor\t: 0
-vendor_id\t: AuthenticAMD
-cpu family\t: 25
-model name\t: AMD EPYC 9R14
-cpu MHz\t\t: 2596.134
-physical id\t: 0
-core id\t\t: 0
-flags\t\t: fpu sse4_2 avx avx2 fma avx512f
-
-processor\t: 1
+_PROCESSOR = """processor\t: {n}
 vendor_id\t: AuthenticAMD
 cpu family\t: 25
 model name\t: AMD EPYC 9R14
@@ -26,6 +17,8 @@ physical id\t: 0
 core id\t\t: 0
 flags\t\t: fpu sse4_2 avx avx2 fma avx512f
 """
+#: Two logical processors (hyperthreads) of one physical core, as /proc/cpuinfo shows them.
+ZEN4 = "\n".join(_PROCESSOR.format(n=n) for n in (0, 1))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from tests._faults import external_data_model
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -173,19 +174,7 @@ def _empty(tmp_path):
 
 
 def _external_data_missing(tmp_path):
-    weight = onnx.numpy_helper.from_array(np.ones((8, 8), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "ext",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-    path = tmp_path / "ext.onnx"
-    onnx.save(
-        model, str(path), save_as_external_data=True, location="ext.weights", size_threshold=0
-    )
+    path = external_data_model(tmp_path / "ext.onnx", location="ext.weights")
     (tmp_path / "ext.weights").unlink()
     return path
 
