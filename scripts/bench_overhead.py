@@ -24,6 +24,7 @@ import numpy as np
 from nnkit import bench
 from nnkit.backends.onnxruntime import CPUBackend
 from nnkit.check import read_io
+from nnkit.inputs import declared_arrays
 
 #: (model, batch) pairs: a sub-10-microsecond model, a mid-size one, and a large batch.
 CASES = (("linear", 1), ("conv2d", 1), ("combinednn", 1), ("combinednn", 64), ("lstm", 1))
@@ -54,7 +55,7 @@ def main() -> int:
         with bench.exported_model(name) as model:
             declared, _ = read_io(model.path)
             shapes = bench.batch_shapes(declared, batch, model.sizes)
-            feeds = bench.make_feeds(declared, shapes)
+            feeds = declared_arrays(declared, shapes, seed=0)
             backend = CPUBackend(model.path)
             backend.load()
             session = backend.session

@@ -26,6 +26,7 @@ from nnkit.bench import (
     measure,
     percentile,
 )
+from nnkit.check import load_model_file
 from nnkit.errors import NnkitError, SpecError
 
 
@@ -260,7 +261,7 @@ def test_a_fixed_batch_dim_that_differs_is_refused() -> None:
 
 
 def test_example_sizes_come_from_the_files_metadata(zoo_file) -> None:
-    assert bench.metadata_sizes(zoo_file("lstm")) == {"batch": 2, "seq": 7}
+    assert bench.stamped_sizes(load_model_file(zoo_file("lstm"))) == {"batch": 2, "seq": 7}
 
 
 # -- a run over backends --------------------------------------------------------------------

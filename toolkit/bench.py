@@ -280,43 +280,16 @@ def batch_shapes(
     return shapes
 
 
-def make_feeds(
-    declared: Sequence[TensorInfo], shapes: Mapping[str, tuple[int, ...]], *, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Seeded arrays of ``shapes`` for the declared inputs (the same for every backend).
+def stamped_sizes(proto: Any) -> dict[str, int]:
+    """Example sizes of symbolic dims, from the input specs nnkit stamps into its exports."""
+    from nnkit.check import stamped_specs
+    from nnkit.spec import Dim
 
-    Raises:
-        SpecError: an input whose dtype nnkit cannot generate.
-    """
-    from nnkit.inputs import random_array
-
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for info in declared:
-        try:
-            feeds[info.name] = random_array(shapes[info.name], info.dtype, rng)
-        except TypeError:
-            raise SpecError(
-                f"input {info.name!r} has dtype {info.dtype}, which nnkit cannot generate"
-            ) from None
-    return feeds
-
-
-def metadata_sizes(path: str | Path) -> dict[str, int]:
-    """Example sizes of symbolic dims from the input specs nnkit stamps into files it exports."""
-    from nnkit.check import load_model_file
-    from nnkit.spec import Dim, parse_spec
-
-    model = load_model_file(path, external_data=False)
-    text = next((p.value for p in model.metadata_props if p.key == "nnkit.inputs"), "")
-    sizes: dict[str, int] = {}
-    for item in text.split():
-        try:
-            spec = parse_spec(item)
-        except NnkitError:
-            continue
-        sizes.update({d.label: d.example for d in spec.dims if isinstance(d, Dim)})
-    return sizes
+    try:
+        specs = stamped_specs(proto)
+    except NnkitError:  # metadata nnkit did not write: no example sizes, dims take 1
+        return {}
+    return {d.label: d.example for spec in specs for d in spec.dims if isinstance(d, Dim)}
 
 
 # -- a whole run: backends x batch sizes ----------------------------------------------------
@@ -470,21 +443,22 @@ def bench_file(
         NnkitError, BackendUnavailableError: see :func:`check_backends`.
     """
     from nnkit.backends import backend_class
-    from nnkit.check import load_model_file, read_io
+    from nnkit.check import io_of, load_model_file
     from nnkit.flops import count_flops
+    from nnkit.inputs import declared_arrays
     from nnkit.machine import machine_info
 
     if seconds is None and iterations is None:
         seconds = DEFAULT_SECONDS
     check_settings(warmup=warmup, iterations=iterations, seconds=seconds)
     path = Path(path)
-    declared, _ = read_io(path)
+    proto = load_model_file(path)  # read once: declared inputs, stamped sizes, FLOPs
+    declared, _ = io_of(proto)
     with_torch = torch_backend is not None
     versions = check_backends(backends, with_torch=with_torch)
-    sizes = {**metadata_sizes(path), **(sizes or {})}
+    sizes = {**stamped_sizes(proto), **(sizes or {})}
     shapes = {b: batch_shapes(declared, b, sizes) for b in batches}
-    feeds = {b: make_feeds(declared, shapes[b], seed=seed) for b in batches}
-    proto = load_model_file(path)
+    feeds = {b: declared_arrays(declared, shapes[b], seed=seed) for b in batches}
     flops = {}
     for b in batches:
         count = count_flops(proto, shapes[b])

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import onnx
 
     from nnkit.backends.base import TensorInfo
+    from nnkit.spec import TensorSpec
 
 
 @dataclass
@@ -195,7 +196,7 @@ def summarize(model: onnx.ModelProto, path: Path) -> ModelSummary:
         operators=dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
         node_count=nodes,
         parameter_count=params,
-        metadata={p.key: p.value for p in model.metadata_props},
+        metadata=metadata(model),
     )
 
 
@@ -239,7 +240,7 @@ def onnx_dtype_name(elem_type: int) -> str:
     return "bool" if name == "bool_" else name
 
 
-def preflight(path: str | Path) -> None:
+def preflight(path: str | Path) -> onnx.ModelProto:
     """Refuse a file no runtime should be handed: unreadable, or rejected by the checker.
 
     Runtimes are native code: some crash the interpreter on a malformed file instead of
@@ -250,15 +251,20 @@ def preflight(path: str | Path) -> None:
     Raises:
         ModelFileError: the file is missing, unreadable, not a model, has missing
             external data, or the checker rejects it.
+
+    Returns:
+        The model, its weights not loaded: for its declared inputs and outputs.
     """
     import onnx
 
     p = Path(path)
-    _require_external_files(load_model_file(p, external_data=False), p)
+    model = load_model_file(p, external_data=False)
+    _require_external_files(model, p)
     try:
         onnx.checker.check_model(str(p))
     except Exception as e:  # ValidationError, and others on malformed fields
         raise ModelFileError(f"{p} is not a valid ONNX model: {first_line(e)}") from None
+    return model
 
 
 def _uses_external(tensor: onnx.TensorProto) -> bool:
@@ -269,7 +275,27 @@ def _uses_external(tensor: onnx.TensorProto) -> bool:
 
 def read_io(path: str | Path) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
     """The declared inputs and outputs of the ONNX file at ``path`` (weights not loaded)."""
-    model = load_model_file(path, external_data=False)
+    return io_of(load_model_file(path, external_data=False))
+
+
+def metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The model's metadata properties, key -> value."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def stamped_specs(model: onnx.ModelProto) -> tuple[TensorSpec, ...]:
+    """The input specs nnkit stamped into a file it exported (``nnkit.inputs``); () if none.
+
+    Raises:
+        SpecError: the metadata holds something that is not a spec.
+    """
+    from nnkit.spec import parse_spec
+
+    return tuple(parse_spec(s) for s in metadata(model).get("nnkit.inputs", "").split())
+
+
+def io_of(model: onnx.ModelProto) -> tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]]:
+    """The declared inputs (initializers excluded) and outputs of ``model``."""
     inputs = tuple(value_info(v) for v in _graph_inputs(model.graph))
     outputs = tuple(value_info(v) for v in model.graph.output)
     return inputs, outputs

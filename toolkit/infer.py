@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnkit.errors import InputError, SpecError
-from nnkit.inputs import DEFAULT_SEED, random_array
+from nnkit.errors import SpecError
+from nnkit.inputs import DEFAULT_SEED, declared_arrays
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend, TensorInfo
@@ -85,18 +85,7 @@ def random_feeds(
         SpecError: a shape override that does not fit.
         InputError: an input whose dtype nnkit cannot generate.
     """
-    concrete = resolve_shapes(declared, shapes)
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for info in declared:
-        try:
-            feeds[info.name] = random_array(concrete[info.name], info.dtype, rng)
-        except TypeError as e:
-            raise InputError(
-                f"input {info.name!r} has dtype {info.dtype}, which nnkit cannot generate: "
-                "give it with --input"
-            ) from e
-    return feeds
+    return declared_arrays(declared, resolve_shapes(declared, shapes), seed=seed)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,15 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnkit.errors import InputError
 from nnkit.spec import TensorSpec
+
+if TYPE_CHECKING:
+    from nnkit.backends.base import TensorInfo
 
 #: Default seed of generated inputs.
 DEFAULT_SEED = 0
@@ -76,6 +80,27 @@ def generate(
         shape = shapes.get(spec.name) or spec.shape_with(dict(sizes))
         out[spec.name] = random_array(shape, spec.dtype, rng, value_range=spec.value_range)
     return out
+
+
+def declared_arrays(
+    declared: Iterable[TensorInfo], shapes: Mapping[str, tuple[int, ...]], *, seed: int
+) -> dict[str, np.ndarray]:
+    """Seeded arrays for a model file's declared inputs, at concrete ``shapes`` (by name).
+
+    Raises:
+        InputError: an input whose dtype nnkit cannot generate.
+    """
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for info in declared:
+        try:
+            feeds[info.name] = random_array(shapes[info.name], info.dtype, rng)
+        except TypeError:
+            raise InputError(
+                f"input {info.name!r} has dtype {info.dtype}, which nnkit cannot generate: "
+                "give it as an array file (--input NAME=FILE.npy)"
+            ) from None
+    return feeds
 
 
 def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray]:

@@ -447,21 +447,19 @@ def select_backends(names: Sequence[str] | None) -> list[str]:
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    from nnkit.check import load_model_file
+    from nnkit.check import load_model_file, metadata
 
-    proto = load_model_file(path, external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
+    return metadata(load_model_file(path, external_data=False))
 
 
 def _metadata_specs(plan: _Plan) -> tuple[TensorSpec, ...]:
     """An ``--onnx`` file's input specs from its metadata, for a model outside the zoo."""
+    from nnkit.check import load_model_file, stamped_specs
     from nnkit.models import ZOO
-    from nnkit.spec import parse_spec
 
     if plan.onnx is None or plan.models[0] in ZOO:
         return ()
-    text = _metadata(plan.onnx).get("nnkit.inputs", "")
-    return tuple(parse_spec(s) for s in text.split())
+    return stamped_specs(load_model_file(plan.onnx, external_data=False))
 
 
 @contextlib.contextmanager

@@ -71,10 +71,9 @@ class Backend(abc.ABC):
         The runtime never sees a file the ONNX checker rejects: some runtimes crash the
         interpreter on malformed files rather than raise.
         """
-        from nnkit.check import preflight, read_io
+        from nnkit.check import io_of, preflight
 
-        preflight(self.path)
-        self.inputs, self.outputs = read_io(self.path)
+        self.inputs, self.outputs = io_of(preflight(self.path))
         try:
             self.load_impl()
         except NnkitError:  # ours already (BackendUnavailableError too): keep it
