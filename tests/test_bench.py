@@ -190,17 +190,16 @@ def test_inputs_are_prepared_once_before_any_run(tiny_file: Path) -> None:
 
 
 def test_the_time_budget_bounds_a_slow_backend(tiny_file: Path) -> None:
-    run = 0.1
-    backend = Sleepy(tiny_file, lambda i: run)
+    # A fake clock: every run takes 100 ms, whatever the machine's load.
+    run_ns = 100_000_000
+    backend = Ticking(tiny_file, [run_ns] * 50)
     with backend:
-        start = time.perf_counter()
-        m = measure(backend, FEEDS, warmup=1000, seconds=0.5)
-        elapsed = time.perf_counter() - start
-    # The first run, the budget, and at most one run past it; a wide margin for noise.
-    assert elapsed < run + 0.5 + run + 0.5, elapsed
-    assert m.warmup < 1000  # warm-up stopped at a quarter of the budget
-    assert m.stats.iterations >= 1
-    assert m.seconds < 0.5 + run + 0.5
+        m = measure(backend, FEEDS, warmup=1000, seconds=0.5, clock=backend.clock)
+    # Warm-up stops at a quarter of the budget (two runs), timed runs at the budget.
+    assert m.warmup == 2
+    assert m.stats.iterations == 3
+    assert m.seconds == pytest.approx(0.5)
+    assert backend.calls == 1 + 2 + 3  # nothing ran past the budget
 
 
 def test_iterations_and_budget_whichever_ends_first(tiny_file: Path) -> None:

@@ -160,5 +160,22 @@ def test_missing_model_file(tmp_path):
 
 def test_infer_never_imports_torch(lstm):
     loaded = _modules_after("infer", lstm, "-p", "cpu")
+    assert "nnkit.worker" in loaded  # the runtime runs in a worker ...
+    assert "torch" not in loaded and "onnxruntime" not in loaded  # ... so not even here
+
+
+def test_the_infer_worker_never_imports_torch(lstm):
+    from nnkit.infer import run_file
+    from nnkit.worker import Worker
+
+    with Worker("cpu") as worker:
+        worker.call(run_file, lstm, "cpu")
+        loaded = worker.call(_loaded_modules)
     assert "onnxruntime" in loaded
     assert "torch" not in loaded
+
+
+def _loaded_modules() -> set[str]:
+    import sys
+
+    return set(sys.modules)

@@ -142,6 +142,6 @@ def test_a_users_model_exported_earlier_passes_against_a_fresh_build(tmp_path):
     onnx_file = tmp_path / "user.onnx"
     exported = run_nnkit("export", f"{src}:make", "-o", str(onnx_file), "--input", "x:batch=2x6")
     assert exported.returncode == 0, exported.stderr
-    result = run_cli("parity", "--onnx", str(onnx_file), "--backends", "cpu")
+    result = run_cli("parity", f"{src}:make", "--onnx", str(onnx_file), "--backends", "cpu")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "PASS: 3 results: 3 pass" in result.stdout

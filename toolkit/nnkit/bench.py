@@ -25,14 +25,13 @@ Nothing here imports torch: the ``torch`` backend is passed in by the caller
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import gc
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +44,10 @@ if TYPE_CHECKING:
     from nnkit.backends.base import Backend, TensorInfo
     from nnkit.machine import Machine
     from nnkit.spec import TensorSpec
+    from nnkit.steps import ModelRequest
+    from nnkit.worker import InProcess, Worker
+
+    Executor = Worker | InProcess
 
 #: Untimed runs after the first one, by default.
 DEFAULT_WARMUP = 10
@@ -345,6 +348,10 @@ class BenchReport:
     versions: dict[str, str | None]
     machine: Machine
     results: list[BenchResult]
+    #: The 1-minute load average before and after the run (None where the OS has none).
+    load: dict[str, float | None] = field(default_factory=dict)
+    #: Why the numbers may not be trusted (a busy machine, few timed runs).
+    warnings: list[str] = field(default_factory=list)
     date: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     )
@@ -368,6 +375,8 @@ class BenchReport:
             "settings": self.settings,
             "versions": self.versions,
             "machine": self.machine.to_dict(),
+            "load": self.load,
+            "warnings": self.warnings,
             "results": [r.to_dict() for r in self.results],
         }
 
@@ -403,6 +412,52 @@ def check_backends(names: Sequence[str], *, with_torch: bool) -> dict[str, str |
     return {name: probe(name).version for name in names}
 
 
+def measure_backend(
+    backend: str,
+    target: Any,
+    feeds: Mapping[int, Mapping[str, np.ndarray]],
+    *,
+    threads: int | None = None,
+    **settings: Any,
+) -> tuple[float, dict[int, Measurement | str]]:
+    """Load ``target`` on ``backend`` (timed) and time it at each batch of ``feeds``.
+
+    Runs where the runtime may crash or the model's code may hang: in a worker
+    (:mod:`nnkit.worker`). ``target`` is the ONNX file's path, or for ``torch`` the
+    :class:`~nnkit.steps.ModelRequest` of the model built in that worker. A batch the
+    backend fails on gives its one-line reason instead of a measurement.
+
+    Returns:
+        The load time in ms, and batch -> measurement (or the reason it failed).
+    """
+    from nnkit.backends import backend_class
+
+    if backend == "torch":
+        from nnkit.backends.torch import TorchBackend
+        from nnkit.parity import tensor_infos
+        from nnkit.steps import resolved
+
+        model = resolved(target)
+        runner: Backend = TorchBackend.from_module(
+            model.module, tensor_infos(model.inputs), model.outputs, threads=threads
+        )
+    else:
+        runner = backend_class(backend)(target, threads=threads)
+    t0 = time.perf_counter_ns()
+    runner.load()
+    load_ms = (time.perf_counter_ns() - t0) / 1e6
+    measured: dict[int, Measurement | str] = {}
+    try:
+        for batch, batch_feeds in feeds.items():
+            try:
+                measured[batch] = measure(runner, batch_feeds, **settings)
+            except Exception as e:
+                measured[batch] = describe(e)
+    finally:
+        runner.close()
+    return load_ms, measured
+
+
 def bench_file(
     path: str | Path,
     *,
@@ -410,7 +465,8 @@ def bench_file(
     batches: Sequence[int] = DEFAULT_BATCHES,
     model: str | None = None,
     exporter: str | None = None,
-    torch_backend: Callable[[], Backend] | None = None,
+    torch_model: Executor | None = None,
+    torch_request: ModelRequest | None = None,
     sizes: Mapping[str, int] | None = None,
     threads: int | None = None,
     warmup: int = DEFAULT_WARMUP,
@@ -418,10 +474,13 @@ def bench_file(
     seconds: float | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    timeout: float | None = None,
 ) -> BenchReport:
     """Bench the ONNX file at ``path`` on ``backends`` at each of ``batches``.
 
     A backend that fails to load or run gives ``error`` results and the run goes on.
+    Each runtime runs in a worker process: one that aborts or hangs past ``timeout``
+    seconds (per backend) gives ``error`` results too.
 
     Args:
         path: the ONNX file.
@@ -429,24 +488,27 @@ def bench_file(
         batches: batch sizes; each must fit the file's batch dim.
         model: the name shown for the model (default: the file's name).
         exporter: the exporter that made the file, when nnkit did.
-        torch_backend: builds the ``torch`` backend (needed when ``torch`` is listed).
+        torch_model: the worker the PyTorch model was built in (needed when ``torch``
+            is listed), and ``torch_request`` the request that built it.
         sizes: sizes of other symbolic dims, by label (default: the example sizes
             nnkit stamped into the file, else 1).
         threads: threads each runtime may use (None: each runtime's default).
         warmup, iterations, seconds: the protocol's settings (see :func:`measure`).
         seed: the seed of the generated inputs.
-        progress: called with a short line before each measurement.
+        progress: called with a short line before each backend.
+        timeout: seconds one backend may take to load and run every batch (None or 0:
+            no limit).
 
     Raises:
         ModelFileError: the file cannot be read.
         SpecError: a batch size the model cannot take (checked before anything runs).
         NnkitError, BackendUnavailableError: see :func:`check_backends`.
     """
-    from nnkit.backends import backend_class
     from nnkit.check import io_of, load_model_file
     from nnkit.flops import count_flops
     from nnkit.inputs import declared_arrays
     from nnkit.machine import machine_info
+    from nnkit.worker import Worker, WorkerFailure
 
     if seconds is None and iterations is None:
         seconds = DEFAULT_SECONDS
@@ -454,7 +516,7 @@ def bench_file(
     path = Path(path)
     proto = load_model_file(path)  # read once: declared inputs, stamped sizes, FLOPs
     declared, _ = io_of(proto)
-    with_torch = torch_backend is not None
+    with_torch = torch_model is not None
     versions = check_backends(backends, with_torch=with_torch)
     sizes = {**stamped_sizes(proto), **(sizes or {})}
     shapes = {b: batch_shapes(declared, b, sizes) for b in batches}
@@ -465,37 +527,39 @@ def bench_file(
         flops[b] = count.total if count.complete and count.total else None
     name = model or path.name
 
+    load_before = load_average()
     results: list[BenchResult] = []
-    for backend_name in backends:
-        base = {"model": name, "backend": backend_name, "threads": threads}
-        if progress:
-            progress(f"{backend_name}: creating the session")
-        try:
-            runner = (
-                torch_backend()  # type: ignore[misc]
-                if backend_name == "torch"
-                else backend_class(backend_name)(path, threads=threads)
-            )
-            t0 = time.perf_counter_ns()
-            runner.load()
-            load_ms = (time.perf_counter_ns() - t0) / 1e6
-        except Exception as e:
-            reason = describe(e)
-            results += [BenchResult(**base, batch=b, status="error", error=reason) for b in batches]
-            continue
-        try:
+    settings = {"warmup": warmup, "iterations": iterations, "seconds": seconds}
+    with Worker("runtimes") as runtimes:
+        for backend_name in backends:
+            base = {"model": name, "backend": backend_name, "threads": threads}
+            if progress:
+                progress(f"{backend_name}: creating the session, then batch {batches[0]}...")
+            runner = torch_model if backend_name == "torch" else runtimes
+            target = torch_request if backend_name == "torch" else str(path)
+            try:
+                load_ms, measured = runner.call(  # type: ignore[union-attr]
+                    measure_backend,
+                    backend_name,
+                    target,
+                    feeds,
+                    threads=threads,
+                    timeout=timeout,
+                    **settings,
+                )
+            except NnkitError as e:
+                reason = e.format_message()
+                if isinstance(e, WorkerFailure):
+                    reason = f"{backend_name}: {reason}"
+                results += [
+                    BenchResult(**base, batch=b, status="error", error=reason) for b in batches
+                ]
+                continue
             for b in batches:
-                if progress:
-                    progress(f"{backend_name}: batch {b}")
-                try:
-                    m = measure(
-                        runner, feeds[b], warmup=warmup, iterations=iterations, seconds=seconds
-                    )
-                except Exception as e:
+                m = measured[b]
+                if isinstance(m, str):
                     results.append(
-                        BenchResult(
-                            **base, batch=b, status="error", error=describe(e), load_ms=load_ms
-                        )
+                        BenchResult(**base, batch=b, status="error", error=m, load_ms=load_ms)
                     )
                     continue
                 s = m.stats
@@ -520,9 +584,9 @@ def bench_file(
                         gflops=flops[b] / (s.p50_ms * 1e6) if flops[b] and s.p50_ms else None,
                     )
                 )
-        finally:
-            runner.close()
     _speedups(results)
+    machine = machine_info()
+    load = {"before": load_before, "after": load_average()}
     return BenchReport(
         model=name,
         file=str(path),
@@ -538,62 +602,11 @@ def bench_file(
             "sizes": sizes,
         },
         versions=versions,
-        machine=machine_info(),
+        machine=machine,
         results=results,
+        load=load,
+        warnings=trust_warnings(load, machine.logical_cores, results),
     )
-
-
-@dataclass
-class ExportedModel:
-    """A PyTorch model exported for benchmarking, and how to run it eagerly."""
-
-    name: str
-    path: Path
-    exporter: str
-    #: Example sizes of its dynamic dims, by label.
-    sizes: dict[str, int]
-    #: Builds the ``torch`` backend: the module, eager, under inference mode.
-    torch_backend: Callable[[], Backend]
-
-
-@contextlib.contextmanager
-def exported_model(
-    ref: str,
-    *,
-    inputs: Sequence[TensorSpec] = (),
-    exporter: str = "dynamo",
-    threads: int | None = None,
-) -> Iterator[ExportedModel]:
-    """Resolve ``ref``, export it once into a temporary folder, removed on exit.
-
-    Raises:
-        ModelSourceError, SpecError: ``ref`` or ``inputs`` cannot be resolved.
-        ExportError: the exporter failed.
-    """
-    import tempfile
-
-    from nnkit.backends.base import TensorInfo
-    from nnkit.export import export_model
-    from nnkit.resolve import resolve_model
-    from nnkit.spec import Dim
-
-    resolved = resolve_model(ref, inputs=inputs)
-    declared = [
-        TensorInfo(s.name, tuple(d.label if isinstance(d, Dim) else d for d in s.dims), s.dtype)
-        for s in resolved.inputs
-    ]
-
-    def torch_backend() -> Backend:
-        from nnkit.backends.torch import TorchBackend
-
-        return TorchBackend.from_module(
-            resolved.module, declared, resolved.outputs, threads=threads
-        )
-
-    sizes = {d.label: d.example for s in resolved.inputs for d in s.dims if isinstance(d, Dim)}
-    with tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp:
-        exported = export_model(resolved, Path(tmp) / "model.onnx", exporter=exporter)
-        yield ExportedModel(resolved.name, exported.path, exporter, sizes, torch_backend)
 
 
 def bench_model(
@@ -603,32 +616,107 @@ def bench_model(
     inputs: Sequence[TensorSpec] = (),
     exporter: str = "dynamo",
     threads: int | None = None,
+    timeout: float | None = None,
     **options: Any,
 ) -> BenchReport:
     """Export the PyTorch model ``ref`` once (into a temporary folder) and bench it.
 
     ``torch`` in ``backends`` runs the PyTorch model eagerly, under inference mode, with
-    the same thread count as the runtimes. ``options`` are :func:`bench_file`'s.
+    the same thread count as the runtimes. The model's code runs in a worker process
+    (:mod:`nnkit.worker`), built once there: a model that exits, crashes or hangs past
+    ``timeout`` seconds is an error. ``options`` are :func:`bench_file`'s.
 
     Raises:
         ModelSourceError, SpecError: ``ref`` or ``inputs`` cannot be resolved.
         ExportError: the exporter failed.
         and what :func:`bench_file` raises.
     """
+    import tempfile
+
+    from nnkit.errors import ExportError, ModelSourceError
+    from nnkit.spec import Dim
+    from nnkit.steps import ModelRequest, describe_model, export
+    from nnkit.worker import Worker, WorkerFailure, preload
+
     check_backends(backends, with_torch=True)  # before the slow part
-    with exported_model(ref, inputs=inputs, exporter=exporter, threads=threads) as model:
+    request = ModelRequest(ref, tuple(inputs))
+    with (
+        Worker("PyTorch") as user,
+        tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp,
+    ):
+        user.call(preload, ["torch"])  # not timed: not the model's time
+        try:
+            model = user.call(describe_model, request, timeout=timeout)
+        except WorkerFailure as e:
+            raise ModelSourceError(f"building {ref!r}: {e.format_message()}") from None
+        try:
+            exported = user.call(
+                export, request, Path(tmp) / "model.onnx", exporter=exporter, timeout=timeout
+            )
+        except WorkerFailure as e:
+            raise ExportError(f"exporting {ref!r}: {e.format_message()}", detail=e.detail) from None
+        sizes = {d.label: d.example for s in model.inputs for d in s.dims if isinstance(d, Dim)}
         report = bench_file(
-            model.path,
+            exported.path,
             backends=backends,
             model=model.name,
             exporter=exporter,
-            torch_backend=model.torch_backend,
-            sizes={**model.sizes, **options.pop("sizes", {})},
+            torch_model=user,
+            torch_request=request,
+            sizes={**sizes, **options.pop("sizes", {})},
             threads=threads,
+            timeout=timeout,
             **options,
         )
     report.file = None  # a temporary file, gone now
     return report
+
+
+#: Fewest timed runs a latency is worth reporting without a warning.
+FEW_RUNS = 10
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (runnable processes), or None where the OS has none."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
+def trust_warnings(
+    load: Mapping[str, float | None], cores: int, results: Sequence[BenchResult]
+) -> list[str]:
+    """Why a run's numbers may mislead: other work on the machine, or too few runs.
+
+    Before the run, anything above half the cores is someone else's work; after it, the
+    run's own threads count too, so only a load above the cores (plus one) says the
+    runtimes competed for them. A result with fewer than :data:`FEW_RUNS` timed runs has
+    percentiles that are a handful of samples.
+    """
+    out = []
+    before, after = load.get("before"), load.get("after")
+    if before is not None and before > cores / 2:
+        out.append(
+            f"the machine was busy before the run (load {before:g} on {cores} cores): other "
+            "work competes for the cores, and speed-ups can be far off; rerun on an idle machine"
+        )
+    elif after is not None and after > cores + 1:
+        out.append(
+            f"the machine was busy during the run (load {after:g} on {cores} cores): "
+            "latencies may be inflated; rerun on an idle machine"
+        )
+    few = [
+        f"{r.backend} batch {r.batch}" for r in results if r.ok and (r.iterations or 0) < FEW_RUNS
+    ]
+    if few:
+        out.append(
+            f"fewer than {FEW_RUNS} timed runs for {', '.join(few)}: percentiles of so few "
+            "samples are rough; raise --seconds or --iterations"
+        )
+    return out
 
 
 def _speedups(results: list[BenchResult]) -> None:
@@ -730,6 +818,7 @@ def render(report: BenchReport) -> str:
         f"budget {budget} per backend and batch"
     )
     lines += [f"error: {r.backend} batch {r.batch}: {r.error}" for r in report.results if not r.ok]
+    lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
 

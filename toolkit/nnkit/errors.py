@@ -25,6 +25,12 @@ class NnkitError(click.ClickException):
 
     exit_code = EXIT_USAGE
 
+    def __init__(self, message: str = "", *, detail: str = "") -> None:
+        super().__init__(message)
+        #: More than the one line: a traceback of the user's code, a runtime's log.
+        #: The CLI shows it with ``--debug``.
+        self.detail = detail
+
     def format_message(self) -> str:
         # One line, always: a multi-line cause (a native runtime's log block) is folded.
         return " ".join(self.message.split())
@@ -57,8 +63,15 @@ class BackendUnavailableError(NnkitError):
 class BackendError(NnkitError):
     """A backend that failed to load or run a model it was given."""
 
-    def __init__(self, message: str, *, backend: str, model_path: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        backend: str = "",
+        model_path: str | None = None,
+        detail: str = "",
+    ) -> None:
+        super().__init__(message, detail=detail)
         self.backend = backend
         self.model_path = model_path
 

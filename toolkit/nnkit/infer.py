@@ -246,3 +246,28 @@ def run_file(
             time_runs(backend, feeds, warmup=warmup, iterations=iterations) if iterations else None
         )
     return InferResult(str(path), provider, feeds, source, used_seed, outputs, timing)
+
+
+def run_file_isolated(
+    path: str | Path, provider: str, *, timeout: float | None = None, **options: Any
+) -> InferResult:
+    """:func:`run_file` in a worker process (:mod:`nnkit.worker`).
+
+    A runtime that aborts (tract panics on some files) or hangs past ``timeout`` seconds
+    is a :class:`~nnkit.errors.BackendError` naming how it ended, not a crash of the
+    caller. ``options`` are :func:`run_file`'s.
+    """
+    from nnkit.errors import BackendError
+    from nnkit.worker import Worker, WorkerFailure, preload
+
+    with Worker(provider) as worker:
+        worker.call(preload, ["numpy", "onnx"])  # not timed
+        try:
+            return worker.call(run_file, path, provider, timeout=timeout, **options)
+        except WorkerFailure as e:
+            raise BackendError(
+                f"{provider}: running {path}: {e.format_message()}",
+                backend=provider,
+                model_path=str(path),
+                detail=e.detail,
+            ) from None

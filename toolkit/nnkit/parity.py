@@ -27,6 +27,7 @@ A :class:`ParityReport` is true when nothing is a mismatch or an error (and, wit
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import tempfile
 import time
@@ -44,15 +45,18 @@ from nnkit.errors import (
     BackendError,
     BackendUnavailableError,
     InputError,
+    ModelSourceError,
     NnkitError,
     OutputPathError,
-    describe,
 )
 from nnkit.spec import Dim, TensorSpec
 
 if TYPE_CHECKING:
-    from nnkit.backends.base import Backend, TensorInfo
-    from nnkit.resolve import ResolvedModel
+    from nnkit.backends.base import TensorInfo
+    from nnkit.steps import ModelInfo, ModelRequest
+    from nnkit.worker import InProcess, Worker
+
+    Executor = Worker | InProcess
 
 #: Result statuses, best first; a cell's status is the worst of its cases'.
 STATUSES = ("pass", "unsupported", "mismatch", "error")
@@ -64,6 +68,8 @@ REFERENCE = "torch"
 FILE_EXPORTER = "file"
 #: Seeds of the shape cases' inputs; the export traces with seed 0 (``example_args``).
 CASE_SEEDS = (1, 2, 3)
+#: Seconds one step of a run may take by default (see ``run_parity``'s ``timeout``).
+DEFAULT_TIMEOUT = 600.0
 
 
 class ParityRequestError(NnkitError):
@@ -285,8 +291,15 @@ def run_parity(
     artifacts: str | Path | None = None,
     strict: bool = False,
     progress: ProgressCallback | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    trust_metadata: bool = False,
 ) -> ParityReport:
     """Run the parity matrix and return every result.
+
+    Users' code (the model's import, build and forward, and the exporter tracing it) runs
+    in one worker process and the runtimes in another (:mod:`nnkit.worker`): a model that
+    exits or hangs, or a runtime that aborts, becomes an ``error`` result and the rest of
+    the matrix runs.
 
     Args:
         models: zoo names, ``file.py:Name`` or ``module:name``; the whole zoo when empty
@@ -302,54 +315,77 @@ def run_parity(
             a temporary folder, removed afterwards, when None.
         strict: count ``unsupported`` as a failure.
         progress: called when each cell starts and when it is done.
+        timeout: seconds each step may take (building a model, one PyTorch run, one
+            export, loading a file on a runtime, one run of it); None or 0 for no limit.
+        trust_metadata: with ``onnx`` and no model, import the model the file's metadata
+            names even where it is code outside the zoo.
 
     Raises:
         NnkitError: the request cannot be carried out (unknown model, exporter or backend,
-            a backend that does not run here, a bad spec, a missing ``onnx`` file).
+            a backend that does not run here, a bad spec, a missing ``onnx`` file, a model
+            that cannot be built).
     """
-    start = time.perf_counter()
-    plan = _plan(models, exporters=exporters, backends=backends, onnx=onnx, inputs=inputs)
-    from nnkit.resolve import resolve_model
+    from nnkit.steps import ModelRequest
+    from nnkit.worker import Worker, preload
 
-    specs = tuple(inputs) or _metadata_specs(plan)
-    resolved = [resolve_model(ref, inputs=specs) for ref in plan.models]
-    report = ParityReport(
-        models=[m.name for m in resolved],
-        exporters=plan.exporters,
-        backends=plan.backends,
-        strict=strict,
-        atol=atol,
-        rtol=rtol,
-        onnx=str(plan.onnx) if plan.onnx else None,
+    start = time.perf_counter()
+    plan = _plan(
+        models,
+        exporters=exporters,
+        backends=backends,
+        onnx=onnx,
+        inputs=inputs,
+        trust_metadata=trust_metadata,
     )
-    total = len(resolved) * len(plan.exporters) * len(plan.backends)
-    counter = iter(range(1, total + 1))
-    with _folder(artifacts) as folder:
-        for model in resolved:
+    specs = tuple(inputs) or _metadata_specs(plan)
+    requests = [ModelRequest(ref, specs) for ref in plan.models]
+    with (
+        Worker("PyTorch") as user,
+        Worker("runtimes") as runtimes,
+        _folder(artifacts) as folder,
+    ):
+        user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
+        infos = [_build(user, request, timeout) for request in requests]
+        report = ParityReport(
+            models=[m.name for m in infos],
+            exporters=plan.exporters,
+            backends=plan.backends,
+            strict=strict,
+            atol=atol,
+            rtol=rtol,
+            onnx=str(plan.onnx) if plan.onnx else None,
+        )
+        total = len(infos) * len(plan.exporters) * len(plan.backends)
+        counter = iter(range(1, total + 1))
+        for request, model in zip(requests, infos, strict=True):
             tolerance = Tolerance(
                 atol=atol, rtol=rtol, model_atol=model.atol, model_rtol=model.rtol
             )
             cases = list(shape_cases(model.inputs))
             report.cases[model.name] = cases
-            runs = _reference_runs(model, cases)
+            runs = _reference_runs(user, request, model, cases, timeout)
             for exporter in plan.exporters:
-                record = _export(model, exporter, plan, folder)
+                record = _export(user, request, model, exporter, plan, folder, timeout)
                 report.exports.append(record)
+                row = []
                 for backend in plan.backends:
                     index = next(counter)
                     if progress:
                         progress(ProgressEvent(index, total, model.name, exporter, backend))
                     cell = Cell(model.name, exporter, backend)
                     began = time.perf_counter()
-                    cell.results = _run_cell(cell, record, runs, tolerance)
+                    cell.results = _run_cell(runtimes, cell, record, runs, tolerance, timeout)
                     cell.seconds = time.perf_counter() - began
                     report.cells_run.append(cell)
-                    report.results.extend(cell.results)
+                    row.append(cell)
                     if progress:
                         progress(ProgressEvent(index, total, model.name, exporter, backend, cell))
+                judge_row(row, runs)
+                report.results.extend(r for c in row for r in c.results)
     if artifacts is None and plan.onnx is None:  # the temporary folder is gone
         for record in report.exports:
             record.path = None
+        _forget_folder(report, folder)
     report.environment = environment(plan.backends)
     report.seconds = time.perf_counter() - start
     return report
@@ -365,6 +401,7 @@ def _plan(
     backends: Sequence[str] | None,
     onnx: str | Path | None,
     inputs: Sequence[TensorSpec],
+    trust_metadata: bool = False,
 ) -> _Plan:
     """Check the request before any work; refuse it in one line if it cannot be done."""
     from nnkit.export import EXPORTERS
@@ -388,7 +425,7 @@ def _plan(
                     f"{onnx_path} does not say which model it is (no nnkit.model metadata); "
                     "give MODEL"
                 )
-            models = [meta["nnkit.model"]]
+            models = [model_from_metadata(meta, onnx_path, trust=trust_metadata)]
         exporter_list = [onnx_exporter]
     else:
         exporter_list = list(exporters) if exporters is not None else list(EXPORTERS)
@@ -446,6 +483,45 @@ def select_backends(names: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def model_from_metadata(meta: Mapping[str, str], onnx: Path, *, trust: bool) -> str:
+    """The model an ONNX file names in its metadata, as a reference to build.
+
+    A zoo name is nnkit's own code. Anything else is code the file points at: it is
+    imported only when the user says so (``trust``), because a file received from
+    someone else must never run their code. A file reference is found relative to the
+    ONNX file (``nnkit.model_file``, stamped at export), so the check works from any
+    folder.
+
+    Raises:
+        ParityRequestError: the reference is not trusted, or its file cannot be found.
+    """
+    from nnkit.models import ZOO
+
+    named = meta["nnkit.model"]
+    if named in ZOO:
+        return named
+    if not trust:
+        raise ParityRequestError(
+            f"{onnx} names its model as {named!r} in its metadata; nnkit never imports code "
+            f"named inside a file it is given: name the model on the command line "
+            f"(nnkit parity MODEL --onnx {onnx}), or pass --trust-metadata if you trust the file"
+        )
+    where, sep, name = named.rpartition(":")
+    if not sep or not (where.endswith(".py") or "/" in where):
+        return named  # module:name, imported from the Python path
+    stamped = meta.get("nnkit.model_file")
+    candidates = [onnx.parent / stamped] if stamped else []
+    candidates.append(Path(where))
+    for candidate in candidates:
+        if candidate.is_file():
+            return f"{candidate}:{name}"
+    looked = " or ".join(repr(str(c)) for c in candidates)
+    raise ParityRequestError(
+        f"{onnx} names its model as {named!r}, but its source is not at {looked}: "
+        "name the model on the command line (nnkit parity MODEL --onnx FILE)"
+    )
+
+
 def _metadata(path: Path) -> dict[str, str]:
     from nnkit.check import load_model_file, metadata
 
@@ -478,6 +554,24 @@ def _folder(artifacts: str | Path | None) -> Iterator[Path]:
     yield folder
 
 
+def _forget_folder(report: ParityReport, folder: Path) -> None:
+    """Messages must not cite a temporary file that is gone: name it, and say how to keep it."""
+    prefix = str(folder) + os.sep
+
+    def fix(text: str) -> str:
+        return re.sub(
+            re.escape(prefix) + r"(\S+?\.onnx)",
+            r"\1 (a temporary file; keep it with --artifacts DIR)",
+            text,
+        ).replace(prefix, "")
+
+    for r in report.results:
+        r.message = fix(r.message)
+        r.notes = [fix(n) for n in r.notes]
+    for e in report.exports:
+        e.error = fix(e.error)
+
+
 # -- the work -----------------------------------------------------------------------
 
 
@@ -501,75 +595,165 @@ def tensor_infos(specs: Sequence[TensorSpec]) -> tuple[TensorInfo, ...]:
     )
 
 
-def _reference_runs(model: ResolvedModel, cases: Sequence[ShapeCase]) -> list[_CaseRun]:
+def _build(user: Executor, request: ModelRequest, timeout: float | None) -> ModelInfo:
+    """Build a model in the user-code worker; a model that cannot be built ends the request."""
+    from nnkit.steps import describe_model
+    from nnkit.worker import WorkerFailure
+
+    try:
+        return user.call(describe_model, request, timeout=timeout)
+    except WorkerFailure as e:
+        raise ModelSourceError(f"building {request.ref!r}: {e.format_message()}") from None
+
+
+def _reference_runs(
+    user: Executor,
+    request: ModelRequest,
+    model: ModelInfo,
+    cases: Sequence[ShapeCase],
+    timeout: float | None,
+) -> list[_CaseRun]:
     """Run PyTorch on every case's inputs once; every exporter and backend reuses them."""
-    from nnkit.backends.torch import TorchBackend
     from nnkit.inputs import generate
+    from nnkit.steps import reference_outputs
 
     runs = []
-    torch_backend = TorchBackend.from_module(
-        model.module, tensor_infos(model.inputs), model.outputs
-    )
-    with torch_backend:
-        for case in cases:
-            feeds = generate(model.inputs, sizes=case.sizes, seed=case.seed)
-            try:
-                # A copy: torch shares the arrays' memory, and a model may write its input.
-                ref = torch_backend.run({k: v.copy() for k, v in feeds.items()})
-            except Exception as e:
-                runs.append(
-                    _CaseRun(case, feeds, None, f"PyTorch (the reference) failed: {describe(e)}")
-                )
-                continue
-            runs.append(_CaseRun(case, feeds, ref))
+    for case in cases:
+        feeds = generate(model.inputs, sizes=case.sizes, seed=case.seed)
+        try:
+            ref = user.call(reference_outputs, request, feeds, timeout=timeout)
+        except NnkitError as e:
+            reason = e.format_message()
+            if not reason.startswith("PyTorch"):
+                reason = f"PyTorch (the reference) {reason}"
+            runs.append(_CaseRun(case, feeds, None, reason))
+            continue
+        runs.append(_CaseRun(case, feeds, ref))
     return runs
 
 
-def _export(model: ResolvedModel, exporter: str, plan: _Plan, folder: Path) -> ExportRecord:
-    """Export once per model x exporter (or take the ``--onnx`` file); never raises."""
-    from nnkit.export import export_model
+def _export(
+    user: Executor,
+    request: ModelRequest,
+    model: ModelInfo,
+    exporter: str,
+    plan: _Plan,
+    folder: Path,
+    timeout: float | None,
+) -> ExportRecord:
+    """Export once per model x exporter (or take the ``--onnx`` file); never raises.
+
+    The worker writes into a folder of its own; only a finished file is moved into
+    ``folder``, so a worker killed mid-export leaves nothing half-written behind.
+    """
+    from nnkit.steps import export
 
     if plan.onnx is not None:
         return ExportRecord(model.name, exporter, str(plan.onnx))
     path = folder / f"{_safe(model.name)}.{exporter}.onnx"
     start = time.perf_counter()
     try:
-        result = export_model(model, path, exporter=exporter)
-    except Exception as e:
+        with tempfile.TemporaryDirectory(prefix=".nnkit-export-", dir=folder) as work:
+            result = user.call(
+                export,
+                request,
+                Path(work) / path.name,
+                exporter=exporter,
+                located_at=path,
+                timeout=timeout,
+            )
+            os.replace(result.path, path)
+    except NnkitError as e:
         return ExportRecord(
-            model.name, exporter, None, time.perf_counter() - start, error=describe(e)
+            model.name, exporter, None, time.perf_counter() - start, error=e.format_message()
         )
-    notes = [
-        f"the {exporter} exporter declared a dynamic output dim fixed; nnkit declared it "
-        f"symbolic ({fix})"
-        for fix in result.fixed_outputs
-    ]
-    return ExportRecord(model.name, exporter, str(path), result.seconds, notes=notes)
+    return ExportRecord(model.name, exporter, str(path), result.seconds, notes=result.notes())
 
 
 def _run_cell(
-    cell: Cell, record: ExportRecord, runs: Sequence[_CaseRun], tolerance: Tolerance
+    runtimes: Executor,
+    cell: Cell,
+    record: ExportRecord,
+    runs: Sequence[_CaseRun],
+    tolerance: Tolerance,
+    timeout: float | None,
 ) -> list[CaseResult]:
-    """Load the file on the cell's backend once and run every case; never raises."""
-    from nnkit.backends import backend_class
+    """Load the file on the cell's backend once and run every case; never raises.
+
+    The runtime runs in a worker: one that aborts or hangs makes its case an ``error``
+    (the next case runs in a fresh worker). A backend that ran some case of the file
+    but fails another does not lack support for the model: the file fails to generalise
+    (a ``mismatch``).
+    """
+    from nnkit.steps import close_backend, load_backend
+    from nnkit.worker import WorkerFailure
 
     def results(status: str, message: str) -> list[CaseResult]:
         return [_result(cell, run, status, message) for run in runs]
 
     if record.error or record.path is None:
         return results("error", f"export failed: {record.error}")
+    path = record.path
     try:
-        backend = backend_class(cell.backend)(record.path)
-        backend.load()
+        declared = runtimes.call(load_backend, cell.backend, path, timeout=timeout)
+    except WorkerFailure as e:
+        return results("error", f"{cell.backend}: loading the file: {e.format_message()}")
     except (BackendError, BackendUnavailableError) as e:
         return results("unsupported", e.format_message())
-    except Exception as e:
-        return results("error", describe(e))
+    except NnkitError as e:
+        return results("error", e.format_message())
     try:
-        return [_run_case(cell, backend, run, tolerance) for run in runs]
+        out = [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
     finally:
-        with contextlib.suppress(Exception):
-            backend.close()
+        with contextlib.suppress(NnkitError):
+            runtimes.call(close_backend, cell.backend, path, timeout=timeout)
+    ran = [r for r in out if r.status in ("pass", "mismatch")]
+    if ran:
+        for r in out:
+            if r.status == "unsupported":
+                r.status = "mismatch"
+                r.message = _does_not_generalise(r, ran, [cell.backend])
+    return out
+
+
+def _does_not_generalise(result: CaseResult, ran: Sequence[CaseResult], where: list[str]) -> str:
+    """Why a case that some other case's run shows the runtime can run is a failure."""
+    ok = ", ".join(dict.fromkeys(r.case for r in ran))
+    on = where[0] if len(where) == 1 else f"any runtime ({', '.join(where)})"
+    return (
+        f"the file does not run at {result.case} on {on}, though it runs at {ok}: "
+        f"the export froze a dynamic dim or baked in a value; {result.message}"
+    )
+
+
+def judge_row(row: Sequence[Cell], runs: Sequence[_CaseRun]) -> None:
+    """A case no runtime of the row can run is the file's failure, not the runtimes'.
+
+    With two or more backends, a case that is ``unsupported`` on every one of them
+    becomes a ``mismatch``; ``unsupported`` stays for a runtime that cannot run a file
+    the others run.
+    """
+    if len(row) < 2:
+        return
+    for i, run in enumerate(runs):
+        cases = [c.results[i] for c in row if i < len(c.results)]
+        if len(cases) != len(row) or any(r.status != "unsupported" for r in cases):
+            continue
+        ran = [
+            r
+            for c in row
+            for r in c.results
+            if r.case != run.case.name and r.status in ("pass", "mismatch")
+        ]
+        backends = [c.backend for c in row]
+        for r in cases:
+            r.status = "mismatch"
+            r.message = (
+                _does_not_generalise(r, ran, backends)
+                if ran
+                else f"the file does not run at {r.case} on any runtime ({', '.join(backends)}); "
+                f"{r.message}"
+            )
 
 
 def _result(cell: Cell, run: _CaseRun, status: str, message: str = "") -> CaseResult:
@@ -585,16 +769,27 @@ def _result(cell: Cell, run: _CaseRun, status: str, message: str = "") -> CaseRe
     )
 
 
-def _run_case(cell: Cell, backend: Backend, run: _CaseRun, tolerance: Tolerance) -> CaseResult:
+def _run_case(
+    runtimes: Executor,
+    cell: Cell,
+    path: str,
+    declared: tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]],
+    run: _CaseRun,
+    tolerance: Tolerance,
+    timeout: float | None,
+) -> CaseResult:
+    from nnkit.backends.base import check_feeds
+    from nnkit.steps import run_backend
+    from nnkit.worker import WorkerFailure
+
     if run.reference is None:
         return _result(cell, run, "error", run.error)
+    inputs, outputs = declared
     notes: list[str] = []
-    feeds = _match_names(run.feeds, [i.name for i in backend.inputs], what="inputs", notes=notes)
-    start = time.perf_counter()
+    feeds = _match_names(run.feeds, [i.name for i in inputs], what="inputs", notes=notes)
     try:
-        got = backend.run(feeds)
-    except (BackendError, BackendUnavailableError) as e:
-        return _result(cell, run, "unsupported", e.format_message())
+        check_feeds(inputs, feeds)  # here, before the runtime: a mismatch, not a crash
+        got, seconds = runtimes.call(run_backend, cell.backend, path, feeds, timeout=timeout)
     except InputError as e:
         result = _result(
             cell,
@@ -604,10 +799,13 @@ def _run_case(cell: Cell, backend: Backend, run: _CaseRun, tolerance: Tolerance)
         )
         result.notes = notes
         return result
-    except Exception as e:
-        return _result(cell, run, "error", describe(e))
-    seconds = time.perf_counter() - start
-    notes.extend(declared_shape_notes(backend.outputs, got))
+    except WorkerFailure as e:
+        return _result(cell, run, "error", f"{cell.backend}: {e.format_message()}")
+    except (BackendError, BackendUnavailableError) as e:
+        return _result(cell, run, "unsupported", e.format_message())
+    except NnkitError as e:
+        return _result(cell, run, "error", e.format_message())
+    notes.extend(declared_shape_notes(outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
     compared = compare_outputs(run.reference, got, tolerance=tolerance)
     result = _result(cell, run, "pass" if compared else "mismatch", compared.summary())

@@ -18,9 +18,14 @@ from collections.abc import Iterator
 
 
 class Captured:
-    """What was written while captured; ``text`` is set when the block ends."""
+    """What was written while captured; ``text`` and ``warnings`` are set when the block
+    ends (``warnings``: the records of the Python warnings raised, also in ``text``)."""
 
     text: str = ""
+    warnings: list[warnings.WarningMessage]
+
+    def __init__(self) -> None:
+        self.warnings = []
 
 
 @contextlib.contextmanager
@@ -44,6 +49,7 @@ def captured(enabled: bool = True) -> Iterator[Captured]:
         finally:
             _restore_fds(saved)
             sink.seek(0)
+            result.warnings = list(caught)
             result.text = (
                 sink.read().decode("utf-8", "replace")
                 + text_sink.getvalue()

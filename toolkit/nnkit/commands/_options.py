@@ -70,6 +70,23 @@ def input_spec_option(help: str) -> Callable[[F], F]:
     return click.option("--input", "inputs", multiple=True, type=SpecType(), help=help)
 
 
+#: ``--timeout``'s default, as ``nnkit.parity.DEFAULT_TIMEOUT`` (not imported: --help
+#: stays light).
+DEFAULT_TIMEOUT = 600.0
+
+
+def timeout_option(what: str) -> Callable[[F], F]:
+    """``--timeout SECONDS``: how long one step of user code or a runtime may take."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=DEFAULT_TIMEOUT,
+        show_default=True,
+        help=f"Seconds {what} may take before it is stopped and reported as an error, with "
+        "where it was stuck (0: no limit).",
+    )
+
+
 def emit_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout."""
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))

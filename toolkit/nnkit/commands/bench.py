@@ -8,7 +8,12 @@ from typing import Any
 
 import click
 
-from nnkit.commands._options import CommaList, exporter_option, input_spec_option
+from nnkit.commands._options import (
+    CommaList,
+    exporter_option,
+    input_spec_option,
+    timeout_option,
+)
 from nnkit.errors import EXIT_FAILED, NnkitError
 
 #: The backend names, listed here so ``--help`` imports no runtime.
@@ -89,6 +94,7 @@ def is_onnx_file(model: str) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw p50 latency per backend and batch to this image (needs matplotlib).",
 )
+@timeout_option("building or exporting the model, or one backend's whole measurement")
 def command(
     model: str,
     backends: list[str] | None,
@@ -102,6 +108,7 @@ def command(
     seed: int,
     json_out: Path | None,
     plot: Path | None,
+    timeout: float,
 ) -> None:
     """Time MODEL on every backend with one protocol and print the latencies.
 
@@ -130,6 +137,7 @@ def command(
         "seconds": seconds,
         "seed": seed,
         "progress": _progress if sys.stderr.isatty() else None,
+        "timeout": timeout,
     }
     if is_onnx_file(model):
         if inputs:

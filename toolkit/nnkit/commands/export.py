@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import exporter_option, input_spec_option
+from nnkit.commands._options import exporter_option, input_spec_option, timeout_option
 from nnkit.render import human_bytes
 
 
@@ -32,30 +32,46 @@ from nnkit.render import human_bytes
     "(x:batch=2x3x32x32:float32). Required outside the zoo; repeat per input."
 )
 @click.option("--verbose", is_flag=True, help="Show the exporter's own console output.")
+@click.option(
+    "--keep-stack-traces",
+    is_flag=True,
+    help="Keep the dynamo exporter's per-node Python stack traces (absolute local paths) "
+    "in the file's metadata [default: stripped].",
+)
+@timeout_option("building and exporting the model")
 def command(
-    model: str, out: Path, exporter: str, opset: int | None, inputs: tuple, verbose: bool
+    model: str,
+    out: Path,
+    exporter: str,
+    opset: int | None,
+    inputs: tuple,
+    verbose: bool,
+    keep_stack_traces: bool,
+    timeout: float,
 ) -> None:
     """Export MODEL to ONNX, check the file, and write it to OUTPUT.
 
     MODEL is a zoo name (see `nnkit models`), path/to/file.py:Name or package.module:name,
     where Name is an nn.Module class or a function returning a module. Dynamic dims
     become symbolic in the file; provenance (nnkit and torch versions, exporter, model)
-    goes into its metadata.
+    goes into its metadata. The model's code runs in a worker process: one that exits,
+    crashes or hangs is an error (exit 2), and nothing it prints reaches stdout.
     """
-    from nnkit.export import export_model
-    from nnkit.fsutil import check_writable
-    from nnkit.resolve import resolve_model
+    from nnkit.export import export_reference
 
-    check_writable(out)  # before the slow part
-    resolved = resolve_model(model, inputs=inputs)
-    result = export_model(resolved, out, exporter=exporter, opset=opset, verbose=verbose)
+    result = export_reference(
+        model,
+        out,
+        inputs=tuple(inputs),
+        timeout=timeout,
+        verbose=verbose,
+        exporter=exporter,
+        opset=opset,
+        keep_stack_traces=keep_stack_traces,
+    )
     click.echo(
         f"exported {result.model} with {result.exporter} (opset {result.opset}) to {result.path} "
         f"[{human_bytes(result.size_bytes)}, {result.seconds:.2f} s]"
     )
-    for fix in result.fixed_outputs:
-        click.echo(
-            f"note: the {exporter} exporter declared a dynamic output dim as fixed; "
-            f"declared it symbolic ({fix})",
-            err=True,
-        )
+    for note in result.notes():
+        click.echo(f"note: {note}", err=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nnkit.commands._options import emit_json
+from nnkit.commands._options import emit_json, timeout_option
 from nnkit.errors import SpecError
 from nnkit.render import table
 
@@ -81,6 +81,7 @@ def _fmt(value: float | None) -> str:
 )
 @click.option("--threads", type=click.IntRange(min=1), help="Threads the runtime may use.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
+@timeout_option("loading and running the file")
 def command(
     model: Path,
     provider: str,
@@ -92,16 +93,18 @@ def command(
     iterations: int,
     threads: int | None,
     as_json: bool,
+    timeout: float,
 ) -> None:
     """Run MODEL (an ONNX file) on one backend and summarise every output.
 
     The backend asked for runs it or the command fails (exit 2): nnkit never falls
-    back to another provider.
+    back to another provider. The runtime runs in a worker process: one that aborts or
+    hangs past --timeout is an error (exit 2), not a crash.
     """
     import numpy as np
 
     from nnkit.fsutil import atomic_output, check_writable
-    from nnkit.infer import run_file
+    from nnkit.infer import run_file_isolated
     from nnkit.inputs import load_feeds
     from nnkit.spec import parse_shape_override
 
@@ -114,7 +117,7 @@ def command(
             raise SpecError(f"--shape {name!r} is given twice")
         shapes[name] = dims
     feeds = load_feeds(_input_items(input_files)) if input_files else None
-    result = run_file(
+    result = run_file_isolated(
         model,
         provider,
         feeds=feeds,
@@ -123,6 +126,7 @@ def command(
         threads=threads,
         warmup=warmup,
         iterations=iterations,
+        timeout=timeout,
     )
     if save is not None:
         with atomic_output(save) as tmp, tmp.open("wb") as f:

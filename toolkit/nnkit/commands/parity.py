@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import CommaList, input_spec_option
+from nnkit.commands._options import CommaList, input_spec_option, timeout_option
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -68,6 +68,16 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     help="Keep the exported ONNX files in this folder [default: a temporary folder, removed].",
 )
 @click.option("--strict", is_flag=True, help="Fail (exit 1) on unsupported cells too.")
+@timeout_option(
+    "each step (building a model, one PyTorch run, one export, loading a file on a "
+    "runtime, one run of it)"
+)
+@click.option(
+    "--trust-metadata",
+    is_flag=True,
+    help="With --onnx and no MODEL: import the model the file's metadata names even where "
+    "it is code outside the zoo (never done otherwise: a file must not run code).",
+)
 def command(
     models: tuple[str, ...],
     exporters: list[str] | None,
@@ -81,6 +91,8 @@ def command(
     junit_file: Path | None,
     artifacts: Path | None,
     strict: bool,
+    timeout: float,
+    trust_metadata: bool,
 ) -> None:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
 
@@ -91,8 +103,11 @@ def command(
     shapes exactly, values within atol + rtol*|ref|, NaN/Inf in the same places.
 
     \b
-    Status per cell: pass, mismatch, unsupported (the runtime cannot load or run it),
-    error (the export or nnkit failed).
+    Status per cell: pass, mismatch (numbers differ, or the file does not run at a
+    shape another case shows it should), unsupported (the runtime cannot load or run
+    the model at all), error (the export, the model's code, a runtime's process or
+    nnkit failed). The model's code and the runtimes run in worker processes: one that
+    exits, aborts or hangs past --timeout is an error cell, and the rest runs.
     Exit status: 0 all pass; 1 a mismatch or error (or, with --strict, unsupported);
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
@@ -124,6 +139,8 @@ def command(
             artifacts=artifacts,
             strict=strict,
             progress=progress,
+            timeout=timeout,
+            trust_metadata=trust_metadata,
         )
     finally:
         progress.finish()
