@@ -25,7 +25,7 @@ from nnkit.worker import (
 )
 
 # Functions the worker runs: importable from the worker through the parent's sys.path.
-HOSTILE = '''\
+HOSTILE = """\
 import os, subprocess, sys, threading, time
 
 def add(a, b):
@@ -69,7 +69,7 @@ def chatty():
 def lingering_thread():
     threading.Thread(target=time.sleep, args=(1000,)).start()
     return "started"
-'''
+"""
 
 
 @pytest.fixture(scope="module")
