@@ -4,6 +4,8 @@
 #                 reports in reports/ (the main job)
 #   make test     the test suite
 #   make lint     ruff check and format check
+#   make dist-check  build the sdist and the wheel, twine check them, install the wheel
+#                 into a fresh venv and run nnkit from it (.ci/dist-check says how)
 #
 # torch is pinned to the 2.13.0 build this kind of machine has on disk (CPU); everything
 # else to the versions CI runs (constraints.txt). A GPU user picks another torch build:  make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
@@ -15,7 +17,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.nnkit-installed
 REPORTS ?= reports
 
-.PHONY: install test lint format parity bench clean
+.PHONY: install test lint format parity bench dist-check clean
 
 install: $(STAMP)
 
@@ -45,5 +47,8 @@ parity: install
 bench: install
 	$(BIN)/python scripts/bench_zoo.py
 
+dist-check: install
+	PYTHON=$(PYTHON) TORCH="$(TORCH)" BIN=$(BIN) .ci/dist-check
+
 clean:
-	rm -rf $(VENV) $(REPORTS) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(REPORTS) .pytest_cache .ruff_cache .hypothesis dist build

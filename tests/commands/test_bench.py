@@ -149,7 +149,7 @@ def test_plot_without_matplotlib_says_what_to_install(
     result = run_cli(
         "bench", str(zoo_file("linear")), "--backends", "cpu", "--plot", str(tmp_path / "p.png")
     )
-    assert_one_line_error(result, "pip install matplotlib", "nnkit[plot]")
+    assert_one_line_error(result, "pip install matplotlib", "pip install 'nnkit-onnx[plot]'")
 
 
 def test_plot_to_a_format_matplotlib_lacks(zoo_file, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from nnkit import DISTRIBUTION
 from nnkit.errors import NnkitError, SpecError, describe
 
 if TYPE_CHECKING:
@@ -871,7 +872,7 @@ def require_matplotlib() -> None:
     except ImportError:
         raise NnkitError(
             "--plot needs matplotlib, which is not installed: pip install matplotlib "
-            "(or pip install 'nnkit[plot]')"
+            f"(or pip install '{DISTRIBUTION}[plot]')"
         ) from None
 
 
