@@ -338,3 +338,27 @@ def test_bench_imports_no_torch_by_itself() -> None:
     code = "import sys, nnkit.bench, nnkit.flops, nnkit.machine; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# -- what makes the numbers untrustworthy -------------------------------------------------
+
+
+def _ok(iterations: int) -> bench.BenchResult:
+    return bench.BenchResult(model="m", backend="cpu", batch=1, status="ok", iterations=iterations)
+
+
+def test_a_busy_machine_before_the_run_is_a_warning() -> None:
+    (warning,) = bench.trust_warnings({"before": 4.0, "after": 4.2}, 2, [_ok(100)])
+    assert "busy before the run (load 4 on 2 cores)" in warning
+
+
+def test_the_runs_own_load_is_not_a_warning_but_more_than_the_cores_is() -> None:
+    assert bench.trust_warnings({"before": 0.3, "after": 2.9}, 2, [_ok(100)]) == []
+    (warning,) = bench.trust_warnings({"before": 0.3, "after": 3.5}, 2, [_ok(100)])
+    assert "busy during the run (load 3.5 on 2 cores)" in warning
+
+
+def test_few_timed_runs_are_a_warning() -> None:
+    (warning,) = bench.trust_warnings({"before": None, "after": None}, 2, [_ok(4), _ok(10)])
+    assert "fewer than 10 timed runs for cpu batch 1" in warning
+    assert bench.trust_warnings({}, 2, [_ok(10)]) == []

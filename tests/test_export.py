@@ -198,3 +198,120 @@ def test_user_models_build_the_same_weights_every_time(tmp_path):
     torch.manual_seed(2)
     b = resolve_model(f"{src}:Net", inputs=spec).module.fc.weight
     assert a.equal(b)
+
+
+EXPORT_FAULTS = """\
+import torch
+from torch import nn
+
+class BakedBatch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 12)
+
+    def forward(self, x):
+        return self.fc(x).reshape(int(x.shape[0]), 4, 3)
+
+class DataDependent(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x
+
+class BatchOfTwo(nn.Module):
+    def forward(self, x):
+        if x.shape[0] == 2:
+            return x * 2
+        return x
+
+class Reshaped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 256)
+
+    def forward(self, x):
+        y = self.fc(x).reshape(x.shape[0], 2, -1).transpose(1, 2)
+        return y.reshape(x.shape[0], -1, x.shape[1] * 16)
+"""
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "export_faults.py"
+    path.write_text(EXPORT_FAULTS)
+    return path
+
+
+def test_the_tracers_warnings_are_notes_with_the_users_line(faults, tmp_path):
+    result = run_cli(
+        "export", f"{faults}:BakedBatch", "--input", "x:batch=2x12", "--exporter", "torchscript",
+        "-o", str(tmp_path / "b.onnx"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"note: TracerWarning at {faults}:10: Converting a tensor to a Python integer" in (
+        result.stderr
+    )
+    assert "constant in the file" in result.stderr
+
+
+def test_an_export_error_keeps_the_users_line_and_drops_hints_that_would_not_help(faults, tmp_path):
+    err = assert_one_line_error(
+        run_cli("export", f"{faults}:DataDependent", "--input", "x:batch=2x4", "-o", str(tmp_path / "d.onnx")),
+        "the dynamo exporter failed",
+        f"at {faults}:14 in forward: if x.sum() > 0:",
+        "try --exporter torchscript",
+    )  # fmt: skip
+    assert "fixed shapes" not in err  # it fails the same way with fixed shapes: tried
+    assert "tmp" not in err.split("try")[1]  # no temporary path cited
+
+
+def test_fixed_shapes_are_suggested_only_where_they_export(faults, tmp_path):
+    assert_one_line_error(
+        run_cli("export", f"{faults}:BatchOfTwo", "--input", "x:batch=2x4", "-o", str(tmp_path / "t.onnx")),
+        "fixed shapes (no label= in --input): the export succeeds without them",
+    )  # fmt: skip
+
+
+def test_debug_shows_the_exporters_traceback(faults, tmp_path):
+    result = run_cli(
+        "--debug", "export", f"{faults}:DataDependent", "--input", "x:batch=2x4", "-o",
+        str(tmp_path / "d.onnx"),
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "GuardOnDataDependentSymNode" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: the dynamo exporter failed")
+
+
+def test_stack_traces_are_stripped_unless_kept(tmp_path):
+    def keys(path):
+        return {p.key for n in onnx.load(str(path)).graph.node for p in n.metadata_props}
+
+    plain, kept = tmp_path / "plain.onnx", tmp_path / "kept.onnx"
+    assert run_cli("export", "linear", "-o", str(plain)).exit_code == 0
+    assert run_cli("export", "linear", "-o", str(kept), "--keep-stack-traces").exit_code == 0
+    assert "pkg.torch.onnx.stack_trace" not in keys(plain)
+    assert "pkg.torch.onnx.name_scopes" in keys(plain)  # module scopes stay: they map nodes
+    assert "pkg.torch.onnx.stack_trace" in keys(kept)
+    assert str(tmp_path.parent) not in plain.read_bytes().decode("latin-1")
+
+
+def test_exporter_named_dims_are_declared_by_what_the_model_does(faults, tmp_path):
+    out = tmp_path / "r.onnx"
+    result = run_cli(
+        "export", f"{faults}:Reshaped", "--input", "x:batch=2x8", "--exporter", "torchscript",
+        "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (output,) = onnx.load(str(out)).graph.output
+    assert _dims(output) == ["batch", 2, 128]  # was [batch, Reshapeoutput_dim_1, ...]
+    assert "Reshapeoutput_dim_2 -> 128" in result.stderr
+
+
+def test_the_models_source_is_stamped_relative_to_the_file(user_model_file, tmp_path):
+    out = tmp_path / "sub" / "m.onnx"
+    out.parent.mkdir()
+    result = run_cli("export", f"{user_model_file}:make", "--input", "x:batch=2x6", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["nnkit.model_file"] == "../user_net.py"

@@ -23,6 +23,15 @@ class Baked(nn.Module):
     def forward(self, x):
         return x * float(x.sum())
 
+class BakedBatch(nn.Module):
+    # int(x.shape[0]): the tracer bakes the example's batch (2) into a Reshape.
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(12, 12)
+
+    def forward(self, x):
+        return self.fc(x).reshape(int(x.shape[0]), 4, 3)
+
 class LogZero(nn.Module):
     # NaN where x < 0, else 0: NaNs in input-dependent places.
     def forward(self, x):
@@ -89,6 +98,53 @@ def test_a_value_the_tracer_baked_into_a_constant_fails_parity(user_models: Path
     )
     assert statuses(report) == {"mismatch"}
     assert report.exit_code == 1
+
+
+def test_a_file_that_froze_the_batch_fails_on_every_runtime_with_the_reason(
+    user_models: Path,
+) -> None:
+    # The file declares [batch, 12] -> [batch, 4, 3] and passes the checker, but runs at
+    # batch 2 only: that is the file's failure, never "unsupported".
+    report = run_parity(
+        [f"{user_models}:BakedBatch"],
+        inputs=[parse_spec("x:batch=2x12")],
+        exporters=["torchscript"],
+        backends=["cpu", "openvino", "reference"],
+    )
+    assert report.exit_code == 1
+    by_case = {
+        r.case: {x.status for x in report.results if x.case == r.case} for r in report.results
+    }
+    assert by_case == {"batch=2": {"pass"}, "batch=1": {"mismatch"}, "batch=5": {"mismatch"}}
+    failed = next(r for r in report.results if r.case == "batch=1")
+    assert "does not run at batch=1 on any runtime (cpu, openvino, reference)" in failed.message
+    assert "though it runs at batch=2" in failed.message
+    assert "froze a dynamic dim" in failed.message
+    # The tracer said so while exporting: a note on the export, not hidden.
+    (record,) = report.exports
+    assert any("TracerWarning" in n and "faulty.py" in n for n in record.notes)
+
+
+def test_one_runtime_that_runs_a_case_but_not_another_is_a_mismatch(user_models: Path) -> None:
+    report = run_parity(
+        [f"{user_models}:BakedBatch"],
+        inputs=[parse_spec("x:batch=2x12")],
+        exporters=["torchscript"],
+        backends=["cpu"],
+    )
+    assert statuses(report) == {"pass", "mismatch"}
+    failed = next(r for r in report.results if r.case == "batch=5")
+    assert "does not run at batch=5 on cpu, though it runs at batch=2" in failed.message
+
+
+def test_a_file_no_runtime_can_load_fails(zoo_file, tmp_path: Path) -> None:
+    # One runtime that cannot load a file is that runtime's limit (unsupported, below);
+    # every runtime refusing it says the file is wrong.
+    broken = unknown_op(zoo_file("relu", "torchscript"), tmp_path / "unknown.onnx")
+    every = run_parity(["relu"], onnx=broken, backends=["cpu", "reference"])
+    assert statuses(every) == {"mismatch"} and every.exit_code == 1
+    assert "does not run at" in every.results[0].message
+    assert "on any runtime (cpu, reference)" in every.results[0].message
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")

@@ -85,6 +85,8 @@ def test_an_onnx_file_on_two_backends_writes_json(zoo_file, tmp_path: Path) -> N
     assert data["exporter"] is None
     assert set(data["versions"]) == {"cpu", "openvino"}
     assert data["settings"]["warmup"] == 1
+    assert set(data["load"]) == {"before", "after"}
+    assert any("fewer than 10 timed runs" in w for w in data["warnings"])  # 3 iterations
 
 
 def test_json_to_stdout_replaces_the_table(zoo_file) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from nnkit import __version__
-from nnkit.errors import EXIT_USAGE
+from nnkit.errors import EXIT_USAGE, NnkitError
 
 #: command name -> module under nnkit.commands; the order of ``nnkit --help``.
 COMMANDS = {
@@ -62,6 +62,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except NnkitError as e:
+            if ctx.find_root().params.get("debug") and e.detail:
+                click.echo(e.detail.rstrip(), err=True)  # the user's traceback, a runtime's log
+            raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except KeyboardInterrupt:
@@ -81,7 +85,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nnkit")
-@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show the full traceback of an unexpected error, and what lies behind a one-line "
+    "error (the model's traceback when an export fails, a runtime's log).",
+)
 def cli(debug: bool) -> None:
     """Export PyTorch models to ONNX, validate them, run them on every ONNX runtime,
     and check each runtime against PyTorch.

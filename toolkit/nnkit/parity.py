@@ -703,56 +703,41 @@ def _run_cell(
     except NnkitError as e:
         return results("error", e.format_message())
     try:
-        out = [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
+        return [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
     finally:
         with contextlib.suppress(NnkitError):
             runtimes.call(close_backend, cell.backend, path, timeout=timeout)
-    ran = [r for r in out if r.status in ("pass", "mismatch")]
-    if ran:
-        for r in out:
-            if r.status == "unsupported":
-                r.status = "mismatch"
-                r.message = _does_not_generalise(r, ran, [cell.backend])
-    return out
-
-
-def _does_not_generalise(result: CaseResult, ran: Sequence[CaseResult], where: list[str]) -> str:
-    """Why a case that some other case's run shows the runtime can run is a failure."""
-    ok = ", ".join(dict.fromkeys(r.case for r in ran))
-    on = where[0] if len(where) == 1 else f"any runtime ({', '.join(where)})"
-    return (
-        f"the file does not run at {result.case} on {on}, though it runs at {ok}: "
-        f"the export froze a dynamic dim or baked in a value; {result.message}"
-    )
 
 
 def judge_row(row: Sequence[Cell], runs: Sequence[_CaseRun]) -> None:
-    """A case no runtime of the row can run is the file's failure, not the runtimes'.
+    """Decide whose failure a run that failed is: the runtime's, or the file's.
 
-    With two or more backends, a case that is ``unsupported`` on every one of them
-    becomes a ``mismatch``; ``unsupported`` stays for a runtime that cannot run a file
-    the others run.
+    ``unsupported`` means a runtime cannot load or run the model at all. A case a runtime
+    fails to run although it ran another case of the same file, and a case that no
+    runtime of the row (two or more) can run, are failures of the file: a ``mismatch``
+    that says so (an export that froze a dynamic dim runs at the example's size only).
     """
-    if len(row) < 2:
-        return
-    for i, run in enumerate(runs):
+    backends = [c.backend for c in row]
+    for i in range(len(runs)):
         cases = [c.results[i] for c in row if i < len(c.results)]
-        if len(cases) != len(row) or any(r.status != "unsupported" for r in cases):
-            continue
-        ran = [
-            r
-            for c in row
-            for r in c.results
-            if r.case != run.case.name and r.status in ("pass", "mismatch")
-        ]
-        backends = [c.backend for c in row]
-        for r in cases:
+        everywhere = len(row) > 1 and all(r.status == "unsupported" for r in cases)
+        for cell, r in zip(row, cases, strict=False):
+            if r.status != "unsupported":
+                continue
+            ran = [x.case for x in cell.results if x.status in ("pass", "mismatch")]
+            if everywhere:
+                ran = [x.case for c in row for x in c.results if x.status in ("pass", "mismatch")]
+                on = f"any runtime ({', '.join(backends)})"
+            elif ran:
+                on = cell.backend
+            else:
+                continue  # this runtime runs no case of the file: its own limit
             r.status = "mismatch"
-            r.message = (
-                _does_not_generalise(r, ran, backends)
+            r.message = f"the file does not run at {r.case} on {on}" + (
+                f", though it runs at {', '.join(dict.fromkeys(ran))}: the export froze a "
+                f"dynamic dim or baked in a value; {r.message}"
                 if ran
-                else f"the file does not run at {r.case} on any runtime ({', '.join(backends)}); "
-                f"{r.message}"
+                else f"; {r.message}"
             )
 
 
