@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nnkit.commands._options import CommaList, input_spec_option
+from nnkit.errors import NnkitError
+
+if TYPE_CHECKING:
+    from nnkit.compare import Rule
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class CompareType(click.ParamType):
+    """``NAME:MODE[:key=value,...]`` -> (output name, :class:`~nnkit.compare.Rule`)."""
+
+    name = "NAME:MODE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        from nnkit.compare import parse_compare
+
+        try:
+            return parse_compare(value)
+        except NnkitError as e:
+            self.fail(e.message, param, ctx)
 
 
 @click.command("parity")
@@ -42,13 +63,23 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     "--atol",
     type=click.FloatRange(min=0),
     default=None,
-    help="Absolute tolerance for every output [default: the model's, else per dtype].",
+    help="Explicit absolute tolerance for every output, element-wise only [default: "
+    "scale-aware: the model's, else the dtype's, times the reference's RMS].",
 )
 @click.option(
     "--rtol",
     type=click.FloatRange(min=0),
     default=None,
-    help="Relative tolerance for every output [default: the model's, else per dtype].",
+    help="Explicit relative tolerance for every output [default: the model's, else per dtype].",
+)
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    type=CompareType(),
+    help="How to compare one output, repeatable: NAME:allclose[:atol=X,rtol=Y], NAME:exact, "
+    "NAME:cosine[:min=0.9999], NAME:set[:axis=-1,atol=X,rtol=Y] (order-insensitive, "
+    "for top-k/NMS) [default: allclose, scale-aware].",
 )
 @click.option("--json", "json_file", type=_FILE, default=None, help="Write the JSON report here.")
 @click.option(
@@ -67,7 +98,16 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     default=None,
     help="Keep the exported ONNX files in this folder [default: a temporary folder, removed].",
 )
-@click.option("--strict", is_flag=True, help="Fail (exit 1) on unsupported cells too.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1) on unsupported cells and on warnings (a degenerate reference) too.",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show every cell's magnitudes and metrics, not only those of failing or warned cells.",
+)
 def command(
     models: tuple[str, ...],
     exporters: list[str] | None,
@@ -76,11 +116,13 @@ def command(
     onnx_file: Path | None,
     atol: float | None,
     rtol: float | None,
+    compare: tuple[tuple[str, Rule], ...],
     json_file: Path | None,
     markdown_file: Path | None,
     junit_file: Path | None,
     artifacts: Path | None,
     strict: bool,
+    verbose: bool,
 ) -> None:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
 
@@ -88,12 +130,15 @@ def command(
     package.module:name. Each model is exported once per exporter; each backend loads the
     file once and runs every shape case (the example sizes, every dynamic dim at 1, and
     at a larger odd size), on seeded inputs PyTorch runs too. Every output is compared:
-    shapes exactly, values within atol + rtol*|ref|, NaN/Inf in the same places.
+    shapes exactly, NaN/Inf in the same places, values by the scale-aware rule
+    |got-ref| <= atol*rms(ref) + rtol*|ref| and ||got-ref|| <= atol*||ref|| (--atol/--rtol
+    are explicit absolute overrides; --compare changes one output's rule). A reference
+    that is a weak judge (all zeros, constant, below resolution, ties) is a warning.
 
     \b
     Status per cell: pass, mismatch, unsupported (the runtime cannot load or run it),
     error (the export or nnkit failed).
-    Exit status: 0 all pass; 1 a mismatch or error (or, with --strict, unsupported);
+    Exit status: 0 all pass; 1 a mismatch or error (with --strict: unsupported, warning);
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
     from nnkit.fsutil import check_writable
@@ -109,6 +154,11 @@ def command(
         )
         if path is not None
     ]
+    rules: dict[str, Rule] = {}
+    for name, rule in compare:
+        if name in rules:
+            raise click.BadParameter(f"output {name!r} is named twice", param_hint="--compare")
+        rules[name] = rule
     for path, _ in writers:
         check_writable(path)  # before the slow part
     progress = Progress()
@@ -121,13 +171,14 @@ def command(
             onnx=onnx_file,
             atol=atol,
             rtol=rtol,
+            compare=rules,
             artifacts=artifacts,
             strict=strict,
             progress=progress,
         )
     finally:
         progress.finish()
-    click.echo(render_console(report))
+    click.echo(render_console(report, verbose=verbose))
     for path, write in writers:
         write(path, report)
     if not report:
