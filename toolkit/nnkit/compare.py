@@ -655,6 +655,8 @@ def compare_with(name: str, ref: np.ndarray, got: np.ndarray, check: Check) -> O
         _cosine(result)
     else:
         _allclose(result, diff, mag)
+    if not result.passed and result.got_max_abs == 0 and result.ref_max_abs > 0:
+        result.reason = "the output is all zeros; " + result.reason
     if result.nonfinite_mismatches:
         result.min_atol = result.min_rtol = result.error_ratio = None
         result.passed = False

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from nnkit.commands._options import CommaList, input_spec_option
-from nnkit.errors import NnkitError
+from nnkit.commands._options import CommaList, ParsedType, input_spec_option
 
 if TYPE_CHECKING:
     from nnkit.compare import Rule
@@ -16,20 +15,15 @@ if TYPE_CHECKING:
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
-class CompareType(click.ParamType):
+class CompareType(ParsedType):
     """``NAME:MODE[:key=value,...]`` -> (output name, :class:`~nnkit.compare.Rule`)."""
 
     name = "NAME:MODE"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, tuple):
-            return value
+    def parse(self, text: str) -> tuple[str, Rule]:
         from nnkit.compare import parse_compare
 
-        try:
-            return parse_compare(value)
-        except NnkitError as e:
-            self.fail(e.message, param, ctx)
+        return parse_compare(text)
 
 
 @click.command("parity")
