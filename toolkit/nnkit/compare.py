@@ -134,7 +134,10 @@ class Rule:
         if self.min_cosine is not None:
             if self.mode != "cosine":
                 raise ToleranceError(f"mode {self.mode!r} takes no min (cosine's threshold)")
-            m = float(self.min_cosine)
+            try:
+                m = float(self.min_cosine)
+            except (TypeError, ValueError):
+                m = math.nan
             if not (0 < m <= 1):
                 raise ToleranceError(f"cosine min must be in (0, 1], got {self.min_cosine!r}")
             object.__setattr__(self, "min_cosine", m)
@@ -187,7 +190,7 @@ class Rule:
     def text(self) -> str:
         """The canonical ``MODE[:key=value,...]`` form."""
         options = [
-            f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+            f"{key}={_short(value) if isinstance(value, float) else value}"
             for key, value in (
                 ("atol", self.atol),
                 ("rtol", self.rtol),
@@ -842,9 +845,9 @@ def min_atol(diff: np.ndarray, mag: np.ndarray, *, rtol: float) -> float | None:
     def ok(atol: float) -> bool:
         return passes(diff, mag, atol=atol, rtol=rtol)
 
-    def step(atol: float) -> float:
-        with np.errstate(invalid="ignore", over="ignore"):
-            worst = float(np.max(atol + slack))
+    def step(atol: float) -> float:  # one ulp of the largest allowance still short
+        room = atol + slack
+        worst = float(np.max(room[diff > room]))
         return float(np.spacing(max(worst, atol, np.finfo(float).tiny)))
 
     found = _smallest_passing(need, ok, step)
@@ -944,6 +947,12 @@ def _element_ratio(diff: np.ndarray, mag: np.ndarray, *, atol: float, rtol: floa
             room > 0, diff / np.where(room > 0, room, 1.0), np.where(diff > 0, np.inf, 0.0)
         )
     return float(np.max(ratios))
+
+
+def _short(x: float) -> str:
+    """The shortest text that reads back as ``x``: ``0.001``, ``1e-05``, ``0.99999999``."""
+    text = f"{x:g}"
+    return text if float(text) == x else repr(x)
 
 
 def fmt(x: float | None) -> str:
