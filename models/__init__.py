@@ -26,7 +26,12 @@ SEQ = Dim("seq", 7)
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """One reference model: where it lives, what it takes and gives, how close is close."""
+    """One reference model: where it lives, what it takes and gives, how close is close.
+
+    ``atol``/``rtol`` replace the dtype's in nnkit's default, scale-aware comparison, in
+    its relative units: ``atol`` is a fraction of each output's RMS (and the bound of the
+    relative error norm). See :mod:`nnkit.compare`.
+    """
 
     name: str
     summary: str

@@ -75,3 +75,77 @@ def external_data_model(dst: Path, *, location: str) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     onnx.save(model, str(dst), save_as_external_data=True, location=location, size_threshold=0)
     return dst
+
+
+def _after_outputs(proto: onnx.ModelProto, node_for) -> None:
+    """Put ``node_for(raw_name, output_name)``'s nodes between each output and its producer."""
+    for out in proto.graph.output:
+        raw = f"{out.name}_before_fault"
+        for node in proto.graph.node:
+            node.output[:] = [raw if o == out.name else o for o in node.output]
+            node.input[:] = [raw if i == out.name else i for i in node.input]
+        proto.graph.node.extend(node_for(raw, out.name))
+
+
+def scale_outputs(src: Path, dst: Path, *, factor: float) -> Path:
+    """Multiply every output by ``factor``: 0 gives a file whose outputs are all zeros."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        def nodes(raw: str, name: str) -> list[onnx.NodeProto]:
+            elem = next(o for o in proto.graph.output if o.name == name).type.tensor_type
+            dtype = helper.tensor_dtype_to_np_dtype(elem.elem_type)
+            k = helper.make_node(
+                "Constant",
+                [],
+                [f"{name}_factor"],
+                value=numpy_helper.from_array(np.array(factor, dtype=dtype)),
+            )
+            return [k, helper.make_node("Mul", [raw, f"{name}_factor"], [name])]
+
+        _after_outputs(proto, nodes)
+
+    return _edit(src, dst, change)
+
+
+def reverse_last_axis(src: Path, dst: Path) -> Path:
+    """Reverse every output along its last axis: the same values in another order."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        def nodes(raw: str, name: str) -> list[onnx.NodeProto]:
+            consts = {"starts": -1, "ends": -(2**63) + 1, "axes": -1, "steps": -1}
+            made = [
+                helper.make_node(
+                    "Constant",
+                    [],
+                    [f"{name}_{key}"],
+                    value=numpy_helper.from_array(np.array([v], np.int64)),
+                )
+                for key, v in consts.items()
+            ]
+            inputs = [raw, *(f"{name}_{key}" for key in consts)]
+            return [*made, helper.make_node("Slice", inputs, [name])]
+
+        _after_outputs(proto, nodes)
+
+    return _edit(src, dst, change)
+
+
+#: A model whose outputs are about 1e-9, as random-init mobilenet_v3_small's logits are.
+TINY_MODEL = """\
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(8, 16)
+        self.b = nn.Linear(16, 4)
+        with torch.no_grad():
+            self.b.weight.mul_(1e-9)
+            self.b.bias.mul_(1e-9)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+"""
+#: The input spec of :data:`TINY_MODEL`.
+TINY_INPUT = "x:batch=2x8"

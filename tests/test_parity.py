@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,7 +12,16 @@ import pytest
 from nnkit.errors import BackendUnavailableError, NnkitError
 from nnkit.parity import ParityReport, run_parity, shape_cases
 from nnkit.spec import Dim, TensorSpec, parse_spec
-from tests._faults import fix_output_dim, negate_before, nudge_weight, unknown_op
+from tests._faults import (
+    TINY_INPUT,
+    TINY_MODEL,
+    fix_output_dim,
+    negate_before,
+    nudge_weight,
+    reverse_last_axis,
+    scale_outputs,
+    unknown_op,
+)
 
 ZooFile = Callable[[str, str], Path]
 
@@ -228,3 +239,122 @@ def test_the_request_is_checked_before_any_work() -> None:
         run_parity(["linear"], exporters=["onnxscript"], backends=["cpu"])
     with pytest.raises(NnkitError, match="unknown model 'nope'"):
         run_parity(["nope"], backends=["cpu"])
+
+
+DEGENERATE = """\
+import torch
+from torch import nn
+
+class Constant(nn.Module):
+    # Every score 1/91, as a random-init detector's: any order of them is as good.
+    def forward(self, x):
+        return x * 0.0 + 1.0 / 91.0
+
+class Ties(nn.Module):
+    def forward(self, x):
+        return torch.round(x * 2.0) / 2.0 + 0.25
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A model whose outputs are about 1e-9, exported, and a copy whose outputs are 0;
+    ``model`` is its reference (named, never read from the file's metadata)."""
+    from nnkit.export import export_model
+    from nnkit.resolve import resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny")
+    (folder / "tiny.py").write_text(TINY_MODEL)
+    model = resolve_model(f"{folder / 'tiny.py'}:Tiny", inputs=[parse_spec(TINY_INPUT)])
+    files = {"model": Path(model.name)}
+    for exporter in ("torchscript", "dynamo"):
+        good = folder / f"tiny.{exporter}.onnx"
+        export_model(model, good, exporter=exporter)
+        files[exporter] = good
+        files[f"zero-{exporter}"] = scale_outputs(
+            good, folder / f"zero.{exporter}.onnx", factor=0.0
+        )
+    return files
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_a_tiny_models_file_with_zero_outputs_fails_and_the_true_file_passes(
+    tiny_files: dict[str, Path], exporter: str
+) -> None:
+    run = functools.partial(
+        run_parity,
+        [str(tiny_files["model"])],
+        inputs=[parse_spec(TINY_INPUT)],
+        backends=["cpu", "openvino", "tract", "reference"],
+    )
+    good = run(onnx=tiny_files[exporter])
+    assert good, render(good)
+    scale = max(o.ref_max_abs for r in good.results for o in r.outputs)
+    assert 1e-11 < scale < 1e-8, "the outputs are tiny: the old absolute atol 1e-5 passed 0"
+    assert all(0 < o.error_ratio < 0.5 for r in good.results for o in r.outputs)
+    zero = run(onnx=tiny_files[f"zero-{exporter}"])
+    assert statuses(zero) == {"mismatch"} and zero.exit_code == 1
+    for result in zero.results:
+        out = result.outputs[0]
+        assert out.got_max_abs == 0 and out.rel_err_norm == 1
+        assert "relative error norm 1 > 1e-05" in result.message
+
+
+def render(report: ParityReport) -> str:
+    from nnkit.report import render_console
+
+    return render_console(report)
+
+
+def test_compare_modes_judge_planted_files_by_name(zoo_file: ZooFile, tmp_path: Path) -> None:
+    linear = zoo_file("linear", "torchscript")
+    doubled = scale_outputs(linear, tmp_path / "doubled.onnx", factor=2.0)
+    reversed_ = reverse_last_axis(linear, tmp_path / "reversed.onnx")
+    run = functools.partial(run_parity, ["linear"], backends=["cpu"])
+    assert not run(onnx=doubled)
+    assert run(onnx=doubled, compare={"y": "cosine"}), "cosine ignores the scale"
+    assert not run(onnx=zoo_file("linear", "torchscript"), compare={"y": "exact"})
+    assert not run(onnx=reversed_)
+    by_set = run(onnx=reversed_, compare={"y": "set"})
+    assert by_set and by_set.compare == {"y": "set"}
+    assert {o.mode for r in by_set.results for o in r.outputs} == {"set"}
+    assert not run(onnx=doubled, compare={"y": "set"})
+    relu = run_parity(["relu"], onnx=zoo_file("relu", "torchscript"), backends=["cpu"])
+    assert relu and run_parity(
+        ["relu"], onnx=zoo_file("relu", "torchscript"), backends=["cpu"], compare={"y": "exact"}
+    )
+
+
+def test_warnings_reach_the_results_and_fail_only_strict(tmp_path: Path) -> None:
+    path = tmp_path / "degenerate.py"
+    path.write_text(DEGENERATE)
+    args = {"inputs": [parse_spec("x:batch=2x300")], "exporters": ["torchscript"]}
+    for name, needle in (("Constant", "constant"), ("Ties", "full of ties")):
+        report = run_parity([f"{path}:{name}"], backends=["cpu"], **args)
+        assert report and report.exit_code == 0 and report.warned == 3
+        assert all(needle in r.warnings[0] for r in report.results)
+        assert report.results[0].warnings[0].startswith("output 'output': the reference is")
+        cell = report.cells()[0]
+        assert cell and len(cell.warnings) == 1, "a cell says each warning once"
+        strict = run_parity([f"{path}:{name}"], backends=["cpu"], strict=True, **args)
+        assert not strict and strict.exit_code == 1
+    ordered = run_parity(
+        [f"{path}:Ties"], backends=["cpu"], compare={"output": "set"}, strict=True, **args
+    )
+    assert ordered and ordered.warned == 0, "set mode does not care about ties"
+
+
+def test_a_bad_tolerance_or_rule_is_refused_before_any_work() -> None:
+    for kwargs, needle in (
+        ({"atol": float("nan")}, "atol must be a finite number >= 0, got nan"),
+        ({"rtol": float("inf")}, "rtol must be a finite number >= 0, got inf"),
+        ({"atol": -1.0}, "got -1.0"),
+        ({"compare": {"y": "cosine:min=1.5"}}, "cosine min must be in (0, 1]"),
+        ({"compare": {"y": "fuzzy"}}, "valid modes are allclose, exact, cosine, set"),
+        (
+            {"compare": {"logits": "cosine"}},
+            "'logits', which no model has; the outputs are linear: y",
+        ),
+    ):
+        with pytest.raises(NnkitError, match=re.escape(needle)):
+            run_parity(["linear"], backends=["cpu"], **kwargs)

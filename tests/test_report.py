@@ -20,6 +20,7 @@ from nnkit.report import (
     write_junit,
     write_markdown,
 )
+from nnkit.spec import parse_spec
 from tests._faults import nudge_weight, unknown_op
 
 
@@ -134,3 +135,64 @@ def test_progress_is_one_line_per_cell_off_a_terminal(mixed) -> None:
     live(ProgressEvent(1, 2, "linear", "torchscript", "cpu"))
     live.finish()
     assert "\r" in tty.getvalue() and "\n" not in tty.getvalue()
+
+
+@pytest.fixture(scope="module")
+def warned(tmp_path_factory: pytest.TempPathFactory) -> ParityReport:
+    """A pass whose reference is constant: every cell carries a warning."""
+    model = tmp_path_factory.mktemp("warned") / "const.py"
+    model.write_text(
+        "import torch\n"
+        "class Constant(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x * 0.0 + 1.0 / 91.0\n"
+    )
+    return run_parity(
+        [f"{model}:Constant"],
+        inputs=[parse_spec("x:batch=2x300")],
+        exporters=["torchscript"],
+        backends=["cpu", "reference"],
+    )
+
+
+def test_warnings_are_in_every_report_and_fail_only_strict(warned: ParityReport) -> None:
+    assert warned and warned.warned == 6
+    text = render_console(warned)
+    assert "pass!  pass!" in text
+    assert "warnings (not failures unless --strict; a cell with a warning is marked !):" in text
+    assert text.count("the reference is constant (every value 0.010989)") == 2  # once a cell
+    assert "details (cells with a warning; --verbose: every cell):" in text
+    assert "6 with warnings" in text.rstrip().splitlines()[-1]
+    data = to_json(warned)
+    assert data["warned"] == 6 and data["verdict"] == "pass"
+    assert all(c["warnings"] for c in data["cells"])
+    out = data["results"][0]["outputs"][0]
+    assert out["warnings"] and out["ref_rms"] == pytest.approx(1 / 91, rel=1e-6)
+    assert "<summary>Warnings (not failures unless --strict)</summary>" in to_markdown(warned)
+    junit = ET.fromstring(to_junit(warned))
+    assert junit.get("failures") == "0"
+    assert "warning: output 'output'" in junit.find(".//testcase/system-out").text
+    warned.strict = True
+    try:
+        assert not warned and warned.exit_code == 1
+        strict = ET.fromstring(to_junit(warned))
+        assert "FAIL:" in render_console(warned)
+        assert to_json(warned)["verdict"] == "fail"
+    finally:
+        warned.strict = False
+    failure = strict.find(".//testcase/failure")
+    assert strict.get("failures") == "2" and failure.get("type") == "warning"
+
+
+def test_magnitudes_are_in_the_json_of_passing_results_and_verbose_console(mixed) -> None:
+    good, bad, _ = mixed
+    out = to_json(good)["results"][0]["outputs"][0]
+    for key in ("ref_max_abs", "ref_rms", "got_max_abs", "got_rms", "cosine", "rel_err_norm"):
+        assert isinstance(out[key], float), key
+    assert out["mode"] == "allclose" and out["relative_atol"] == 1e-5
+    assert out["norm_tol"] == 1e-5 and 0 <= out["error_ratio"] <= 1
+    assert "details" not in render_console(good)
+    verbose = render_console(good, verbose=True)
+    assert "details (every cell):" in verbose and verbose.count("'y' pass (allclose)") == 6
+    failing = render_console(bad)
+    assert "max|ref|=" in failing and "rms(got)=" in failing

@@ -9,7 +9,7 @@ import pytest
 
 from nnkit.errors import NnkitError
 from nnkit.testing import assert_parity
-from tests._faults import nudge_weight
+from tests._faults import nudge_weight, scale_outputs
 
 
 def test_parity_that_holds_returns_the_report(user_model_file: Path) -> None:
@@ -38,3 +38,17 @@ def test_a_broken_file_raises_assertion_error_with_the_numbers(
 def test_a_request_that_cannot_run_is_not_an_assertion() -> None:
     with pytest.raises(NnkitError, match="cuda"):
         assert_parity("linear", backends=["cuda"])
+
+
+def test_compare_rules_and_tolerances_go_through_and_bad_ones_raise(
+    zoo_file: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    doubled = scale_outputs(zoo_file("linear", "dynamo"), tmp_path / "doubled.onnx", factor=2.0)
+    with pytest.raises(AssertionError, match="relative error norm"):
+        assert_parity("linear", onnx=doubled, backends=["cpu"])
+    report = assert_parity("linear", onnx=doubled, backends=["cpu"], compare={"y": "cosine"})
+    assert {o.mode for r in report.results for o in r.outputs} == {"cosine"}
+    with pytest.raises(NnkitError, match="atol must be a finite number >= 0, got nan"):
+        assert_parity("linear", onnx=doubled, backends=["cpu"], atol=float("nan"))
+    with pytest.raises(NnkitError, match="which no model has"):
+        assert_parity("linear", onnx=doubled, backends=["cpu"], compare={"logits": "exact"})

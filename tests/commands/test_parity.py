@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests._faults import nudge_weight, unknown_op
+from tests._faults import (
+    TINY_INPUT,
+    TINY_MODEL,
+    nudge_weight,
+    reverse_last_axis,
+    scale_outputs,
+    unknown_op,
+)
 from tests.conftest import assert_one_line_error, run_cli, run_nnkit
 
 ZooFile = Callable[[str, str], Path]
@@ -145,3 +152,117 @@ def test_a_users_model_exported_earlier_passes_against_a_fresh_build(tmp_path):
     result = run_cli("parity", f"{src}:make", "--onnx", str(onnx_file), "--backends", "cpu")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "PASS: 3 results: 3 pass" in result.stdout
+
+
+def test_a_zero_output_copy_of_a_tiny_model_exits_1_and_the_true_file_0(tmp_path: Path) -> None:
+    """The false pass of random-init mobilenet (logits ~2e-9): a file whose outputs are
+    all zeros passed the old absolute atol of 1e-5."""
+    (tmp_path / "tiny.py").write_text(TINY_MODEL)
+    model = f"{tmp_path / 'tiny.py'}:Tiny"
+    good = tmp_path / "tiny.onnx"
+    exported = run_nnkit("export", model, "-o", str(good), "--input", TINY_INPUT)
+    assert exported.returncode == 0, exported.stderr
+    zero = scale_outputs(good, tmp_path / "zero.onnx", factor=0.0)
+    args = ("parity", model, "--input", TINY_INPUT, "--backends", "cpu,openvino")
+    ok = run_cli(*args, "--onnx", str(good), "--json", str(tmp_path / "ok.json"))
+    assert ok.exit_code == 0, ok.stdout
+    out = json.loads((tmp_path / "ok.json").read_text())["results"][0]["outputs"][0]
+    assert out["passed"] and out["ref_max_abs"] < 1e-8 and out["relative_atol"] == 1e-5
+    assert out["warnings"] == [] and 0 < out["error_ratio"] < 1
+    bad = run_cli(*args, "--onnx", str(zero))
+    assert bad.exit_code == 1, bad.stdout
+    assert "MISMATCH" in bad.stdout and "relative error norm 1 > 1e-05" in bad.stdout
+    assert "max|got|=0 rms(got)=0" in bad.stdout
+    # The old rule, asked for explicitly, passes it: with a warning that --strict fails.
+    old = run_cli(*args, "--onnx", str(zero), "--atol", "1e-5", "--rtol", "1e-4")
+    assert old.exit_code == 0 and "pass!" in old.stdout
+    assert "an all-zero output would pass" in old.stdout
+    strict = run_cli(*args, "--onnx", str(zero), "--atol", "1e-5", "--strict")
+    assert strict.exit_code == 1 and "FAIL:" in strict.stdout
+
+
+def test_compare_modes_on_the_command_line(zoo_file: ZooFile, tmp_path: Path) -> None:
+    linear = zoo_file("linear", "torchscript")
+    base = ("parity", "linear", "--backends", "cpu", "--onnx")
+    reversed_ = str(reverse_last_axis(linear, tmp_path / "reversed.onnx"))
+    assert run_cli(*base, reversed_).exit_code == 1
+    assert run_cli(*base, reversed_, "--compare", "y:set").exit_code == 0
+    doubled = str(scale_outputs(linear, tmp_path / "doubled.onnx", factor=2.0))
+    assert run_cli(*base, doubled, "--compare", "y:cosine:min=0.9999").exit_code == 0
+    assert run_cli(*base, doubled, "--compare", "y:set").exit_code == 1
+    nudged = str(nudge_weight(linear, tmp_path / "nudged.onnx"))
+    assert run_cli(*base, nudged).exit_code == 1
+    loose = run_cli(
+        *base, nudged, "--compare", "y:allclose:atol=0.5,rtol=0", "--json", str(tmp_path / "r.json")
+    )
+    assert loose.exit_code == 0, loose.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["request"]["compare"] == {"y": "allclose:atol=0.5,rtol=0"}
+    out = data["results"][0]["outputs"][0]
+    assert (out["mode"], out["atol"], out["rtol"], out["relative_atol"]) == (
+        "allclose",
+        0.5,
+        0,
+        None,
+    )
+    assert out["rule"] == "|got-ref| <= 0.5 + 0*|ref|"
+    exact = run_cli(*base, str(linear), "--compare", "y:exact")
+    assert exact.exit_code == 1 and "elements differ (exact)" in exact.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (("--compare", "logits:cosine"), ("'logits', which no model has", "linear: y")),
+        (("--compare", "y:fuzzy"), ("--compare", "allclose, exact, cosine, set")),
+        (("--compare", "y"), ("--compare", "expected NAME:MODE")),
+        (("--compare", "y:allclose:atol=nan"), ("--compare", "atol must be a finite number")),
+        (("--compare", "y:exact", "--compare", "y:set"), ("'y' is named twice",)),
+        (("--atol", "nan"), ("atol",)),
+        (("--rtol", "inf"), ("rtol",)),
+        (("--atol", "-1"), ("atol",)),
+    ],
+)
+def test_bad_tolerances_and_rules_exit_2_with_one_line(
+    args: tuple[str, ...], needles: tuple[str, ...]
+) -> None:
+    assert_one_line_error(run_cli("parity", "linear", "--backends", "cpu", *args), *needles)
+
+
+def test_warnings_fail_with_strict_and_verbose_shows_every_cells_numbers(tmp_path: Path) -> None:
+    model = tmp_path / "const.py"
+    model.write_text(
+        "import torch\n"
+        "class Constant(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x * 0.0 + 1.0 / 91.0\n"
+    )
+    args = (
+        "parity",
+        f"{model}:Constant",
+        "--input",
+        "x:batch=2x300",
+        "--exporters",
+        "torchscript",
+        "--backends",
+        "cpu",
+    )
+    relaxed = run_cli(*args, "--json", str(tmp_path / "r.json"))
+    assert relaxed.exit_code == 0, relaxed.stdout
+    assert "pass!" in relaxed.stdout and "the reference is constant" in relaxed.stdout
+    assert "details (cells with a warning" in relaxed.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["warned"] == 3 and data["cells"][0]["warnings"]
+    assert data["results"][0]["warnings"][0].startswith(
+        "output 'output': the reference is constant"
+    )
+    strict = run_cli(*args, "--strict")
+    assert strict.exit_code == 1 and "FAIL:" in strict.stdout
+    quiet = run_cli("parity", "relu", "--exporters", "torchscript", "--backends", "cpu")
+    assert quiet.exit_code == 0 and "details" not in quiet.stdout
+    verbose = run_cli(
+        "parity", "relu", "--exporters", "torchscript", "--backends", "cpu", "--verbose"
+    )
+    assert verbose.exit_code == 0 and "details (every cell):" in verbose.stdout
+    assert verbose.stdout.count("'y' pass (allclose): max_abs_diff=0") == 3
+    assert "max|ref|=" in verbose.stdout and "rms(got)=" in verbose.stdout

@@ -11,7 +11,7 @@ up as a mismatch.
 A result's status is one of:
 
 ``pass``
-    ran, and every output matched within tolerance.
+    ran, and every output matched by its rule (:mod:`nnkit.compare`).
 ``mismatch``
     ran, and the numbers, shapes or dtypes differ (or the file refuses the case's
     input shapes).
@@ -20,8 +20,11 @@ A result's status is one of:
 ``error``
     the export failed, PyTorch itself failed on the case, or nnkit failed.
 
-A :class:`ParityReport` is true when nothing is a mismatch or an error (and, with
-``strict``, nothing is unsupported); :attr:`ParityReport.exit_code` is the CLI's.
+A result also carries the warnings of its outputs: a reference that is a weak judge
+(all zeros, constant, below the comparison's resolution, full of ties). A
+:class:`ParityReport` is true when nothing is a mismatch or an error (and, with
+``strict``, nothing is unsupported and nothing has a warning);
+:attr:`ParityReport.exit_code` is the CLI's.
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nnkit.compare import OutputCompareResult, Tolerance, compare_outputs
+from nnkit.compare import OutputCompareResult, Rule, Tolerance, compare_outputs
 from nnkit.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -135,6 +138,9 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     #: Seconds the backend took to run this case (0 where it did not run).
     seconds: float = 0.0
+    #: Why an output's reference is a weak judge (``output 'y': the reference is ...``);
+    #: failures only with ``strict``.
+    warnings: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.status == "pass"
@@ -154,6 +160,7 @@ class CaseResult:
             "seed": self.seed,
             "message": self.message,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 6),
             "outputs": [o.to_dict() for o in self.outputs],
         }
@@ -177,6 +184,11 @@ class Cell:
     @property
     def notes(self) -> list[str]:
         return list(dict.fromkeys(n for r in self.results for n in r.notes))
+
+    @property
+    def warnings(self) -> list[str]:
+        """The cases' warnings, each once."""
+        return list(dict.fromkeys(w for r in self.results for w in r.warnings))
 
     def __bool__(self) -> bool:
         return self.status == "pass"
@@ -219,6 +231,8 @@ class ParityReport:
     strict: bool = False
     atol: float | None = None
     rtol: float | None = None
+    #: ``--compare``: output name -> rule, as text (``cosine:min=0.999``).
+    compare: dict[str, str] = field(default_factory=dict)
     onnx: str | None = None
     seconds: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
@@ -237,10 +251,18 @@ class ParityReport:
     def failing_statuses(self) -> tuple[str, ...]:
         return ("mismatch", "error", "unsupported") if self.strict else ("mismatch", "error")
 
+    def fails(self, result: CaseResult) -> bool:
+        """Whether ``result`` fails the verdict: its status, or (``strict``) a warning."""
+        return result.status in self.failing_statuses() or bool(self.strict and result.warnings)
+
+    @property
+    def warned(self) -> int:
+        """How many results carry a warning."""
+        return sum(bool(r.warnings) for r in self.results)
+
     @property
     def passed(self) -> bool:
-        bad = self.failing_statuses()
-        return not any(r.status in bad for r in self.results)
+        return not any(self.fails(r) for r in self.results)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -288,6 +310,7 @@ def run_parity(
     onnx: str | Path | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    compare: Mapping[str, Rule | str] | None = None,
     artifacts: str | Path | None = None,
     strict: bool = False,
     progress: ProgressCallback | None = None,
@@ -309,11 +332,15 @@ def run_parity(
             One asked for by name that cannot run here is refused, never dropped.
         inputs: input specs, for models outside the zoo (or to replace a zoo model's).
         onnx: check this ONNX file against the (one) model instead of exporting.
-        atol: absolute tolerance for every output; per model and dtype when None.
-        rtol: relative tolerance for every output; per model and dtype when None.
+        atol: explicit absolute tolerance for every output; the scale-aware default rule
+            (per model and dtype, see :mod:`nnkit.compare`) when None.
+        rtol: explicit relative tolerance for every output; per model and dtype when None.
+        compare: a rule per output name, ``{"logits": "cosine:min=0.999", "labels":
+            "exact", "scores": "set"}`` (text or :class:`~nnkit.compare.Rule`); outputs
+            not named keep the default. A name no model has is refused.
         artifacts: keep the exported files in this folder (created if missing);
             a temporary folder, removed afterwards, when None.
-        strict: count ``unsupported`` as a failure.
+        strict: count ``unsupported`` results and warnings as failures.
         progress: called when each cell starts and when it is done.
         timeout: seconds each step may take (building a model, one PyTorch run, one
             export, loading a file on a runtime, one run of it); None or 0 for no limit.
@@ -323,12 +350,14 @@ def run_parity(
     Raises:
         NnkitError: the request cannot be carried out (unknown model, exporter or backend,
             a backend that does not run here, a bad spec, a missing ``onnx`` file, a model
-            that cannot be built).
+            that cannot be built, a NaN, infinite or negative tolerance, a bad rule or an
+            output no model has).
     """
     from nnkit.steps import ModelRequest
     from nnkit.worker import Worker, preload
 
     start = time.perf_counter()
+    policy = Tolerance(atol=atol, rtol=rtol, compare=compare or {})
     plan = _plan(
         models,
         exporters=exporters,
@@ -346,21 +375,21 @@ def run_parity(
     ):
         user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
         infos = [_build(user, request, timeout) for request in requests]
+        _check_compare_names(policy, infos)
         report = ParityReport(
             models=[m.name for m in infos],
             exporters=plan.exporters,
             backends=plan.backends,
             strict=strict,
-            atol=atol,
-            rtol=rtol,
+            atol=policy.atol,
+            rtol=policy.rtol,
+            compare={name: policy.rule(name).text() for name in policy.compare},
             onnx=str(plan.onnx) if plan.onnx else None,
         )
         total = len(infos) * len(plan.exporters) * len(plan.backends)
         counter = iter(range(1, total + 1))
         for request, model in zip(requests, infos, strict=True):
-            tolerance = Tolerance(
-                atol=atol, rtol=rtol, model_atol=model.atol, model_rtol=model.rtol
-            )
+            tolerance = replace(policy, model_atol=model.atol, model_rtol=model.rtol)
             cases = list(shape_cases(model.inputs))
             report.cases[model.name] = cases
             runs = _reference_runs(user, request, model, cases, timeout)
@@ -449,6 +478,17 @@ def _plan(
         onnx=onnx_path,
         onnx_exporter=onnx_exporter,
     )
+
+
+def _check_compare_names(policy: Tolerance, models: Sequence[ModelInfo]) -> None:
+    """Refuse a ``compare`` rule for an output that no model has, naming the outputs."""
+    have = {name for m in models for name in m.outputs}
+    unknown = [name for name in policy.compare if name not in have]
+    if unknown:
+        outputs = "; ".join(f"{m.name}: {', '.join(m.outputs) or 'none'}" for m in models)
+        raise ParityRequestError(
+            f"--compare names output {unknown[0]!r}, which no model has; the outputs are {outputs}"
+        )
 
 
 def select_backends(names: Sequence[str] | None) -> list[str]:
@@ -795,6 +835,7 @@ def _run_case(
     compared = compare_outputs(run.reference, got, tolerance=tolerance)
     result = _result(cell, run, "pass" if compared else "mismatch", compared.summary())
     result.outputs = compared.outputs
+    result.warnings = compared.warnings
     result.notes = notes
     result.seconds = seconds
     return result

@@ -37,7 +37,8 @@ MARKDOWN = {
 
 
 def cell_text(cell: Cell | None, words: dict[str, str]) -> str:
-    """A grid cell: the status, how many cases when only some failed, ``*`` for notes."""
+    """A grid cell: the status, how many cases when only some failed, ``!`` for warnings,
+    ``*`` for notes."""
     if cell is None:
         return "-"
     status = cell.status
@@ -45,7 +46,7 @@ def cell_text(cell: Cell | None, words: dict[str, str]) -> str:
     bad = sum(r.status == status for r in cell.results)
     if status != "pass" and bad != len(cell.results):
         text += f" {bad}/{len(cell.results)}"
-    return text + ("*" if cell.notes else "")
+    return text + ("!" if cell.warnings else "") + ("*" if cell.notes else "")
 
 
 def grids(report: ParityReport, words: dict[str, str]) -> list[tuple[str, list[list[str]]]]:
@@ -82,8 +83,9 @@ def verdict_line(report: ParityReport) -> str:
     summary = report.summary()
     counts = ", ".join(f"{summary[s]} {s}" for s in REPORT_ORDER)
     word = "PASS" if report else "FAIL"
-    strict = " (--strict: unsupported fails)" if report.strict else ""
-    return f"{word}: {summary['total']} results: {counts}{strict} [{report.seconds:.1f} s]"
+    warned = f", {report.warned} with warnings" if report.warned else ""
+    strict = " (--strict: unsupported and warnings fail)" if report.strict else ""
+    return f"{word}: {summary['total']} results: {counts}{warned}{strict} [{report.seconds:.1f} s]"
 
 
 def problems(report: ParityReport) -> list[str]:
@@ -103,6 +105,31 @@ def problems(report: ParityReport) -> list[str]:
     return lines
 
 
+def warnings(report: ParityReport) -> list[str]:
+    """Per cell, each warning once: a reference that is a weak judge of its output."""
+    return [
+        f"{cell.model} / {cell.exporter} / {cell.backend}: {w}"
+        for cell in report.cells()
+        for w in cell.warnings
+    ]
+
+
+def details(report: ParityReport, *, verbose: bool = False) -> list[str]:
+    """Per output, the magnitudes and metrics of each case: of the cells that carry a
+    warning, or of every cell when ``verbose`` (a failure's line in :func:`problems`
+    carries its own)."""
+    lines: list[str] = []
+    for cell in report.cells():
+        shown = [r for r in cell.results if r.outputs]
+        if not shown or not (verbose or cell.warnings):
+            continue
+        lines.append(f"{cell.model} / {cell.exporter} / {cell.backend}:")
+        for r in shown:
+            lines.append(f"  case {r.case} ({r.status}):")
+            lines.extend(f"    {o.detail()}" for o in r.outputs)
+    return lines
+
+
 def notes(report: ParityReport) -> list[str]:
     """Findings that are not failures: exporters' fixed dims, declared shapes that disagree."""
     out = [f"{e.model} / {e.exporter}: {n}" for e in report.exports for n in e.notes]
@@ -111,8 +138,9 @@ def notes(report: ParityReport) -> list[str]:
     return out
 
 
-def render_console(report: ParityReport) -> str:
-    """The grid a person reads at a glance, then what failed and why, then the verdict."""
+def render_console(report: ParityReport, *, verbose: bool = False) -> str:
+    """The grid a person reads at a glance, then what failed and why, the warnings, the
+    numbers of failing and warned cells (of every cell when ``verbose``), the verdict."""
     parts = [f"nnkit parity: {headline(report)}"]
     for exporter, rows in grids(report, CONSOLE):
         parts.append("")
@@ -121,6 +149,18 @@ def render_console(report: ParityReport) -> str:
     bad = problems(report)
     if bad:
         parts += ["", "problems:", *_indent("\n".join(bad), 2)]
+    warned = warnings(report)
+    if warned:
+        fail = "failures with --strict" if report.strict else "not failures unless --strict"
+        parts += [
+            "",
+            f"warnings ({fail}; a cell with a warning is marked !):",
+            *_indent("\n".join(warned), 2),
+        ]
+    numbers = details(report, verbose=verbose)
+    if numbers:
+        which = "every cell" if verbose else "cells with a warning; --verbose: every cell"
+        parts += ["", f"details ({which}):", *_indent("\n".join(numbers), 2)]
     found = notes(report)
     if found:
         parts += [
@@ -187,8 +227,10 @@ def to_json(report: ParityReport) -> dict[str, Any]:
             "backends": report.backends,
             "atol": report.atol,
             "rtol": report.rtol,
+            "compare": dict(report.compare),
             "onnx": report.onnx,
         },
+        "warned": report.warned,
         "cases": {
             model: [{"name": c.name, "sizes": dict(c.sizes), "seed": c.seed} for c in cases]
             for model, cases in report.cases.items()
@@ -201,6 +243,7 @@ def to_json(report: ParityReport) -> dict[str, Any]:
                 "status": c.status,
                 "seconds": round(c.seconds, 3),
                 "notes": c.notes,
+                "warnings": c.warnings,
             }
             for c in report.cells()
         ],
@@ -237,6 +280,12 @@ def to_markdown(report: ParityReport) -> str:
     bad = problems(report)
     if bad:
         lines += ["", "<details open><summary>Problems</summary>", "", "```text", *bad, "```"]
+        lines += ["", "</details>"]
+    warned = warnings(report)
+    if warned:
+        fail = "failures with --strict" if report.strict else "not failures unless --strict"
+        lines += ["", f"<details open><summary>Warnings ({fail})</summary>", ""]
+        lines += [f"- {_md_escape(w)}" for w in warned]
         lines += ["", "</details>"]
     found = notes(report)
     if found:
@@ -276,7 +325,9 @@ def to_junit(report: ParityReport) -> str:
     """JUnit XML: a testsuite per exporter, a testcase per model x backend cell.
 
     A mismatch is a ``<failure>`` whose message and text carry the numbers, an error an
-    ``<error>``, an unsupported cell ``<skipped>`` (a ``<failure>`` with ``strict``).
+    ``<error>``, an unsupported cell ``<skipped>`` (a ``<failure>`` with ``strict``). A
+    cell's warnings go to its ``<system-out>``, and with ``strict`` a passing cell with a
+    warning is a ``<failure type="warning">``.
     """
     root = ET.Element("testsuites", name="nnkit parity")
     cells = report.cells()
@@ -308,19 +359,24 @@ def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
         time=f"{seconds:.6f}",
     )
     status = cell.status
+    warned = cell.warnings
     if status == "pass":
-        return
-    detail = [f"case {r.case} ({r.status}): {r.message}" for r in cell.results if not r]
-    first = next(r for r in cell.results if r.status == status)
-    message = (
-        f"{status}: case {first.case}: {first.message.splitlines()[0] if first.message else ''}"
-    )
-    if status == "unsupported" and not strict:
-        ET.SubElement(case, "skipped", message=message)
-        return
-    tag = "error" if status == "error" else "failure"
-    node = ET.SubElement(case, tag, message=message, type=status)
-    node.text = "\n".join(detail)
+        if warned and strict:
+            node = ET.SubElement(case, "failure", message=f"warning: {warned[0]}", type="warning")
+            node.text = "\n".join(warned)
+    else:
+        detail = [f"case {r.case} ({r.status}): {r.message}" for r in cell.results if not r]
+        first = next(r for r in cell.results if r.status == status)
+        line = first.message.splitlines()[0] if first.message else ""
+        message = f"{status}: case {first.case}: {line}"
+        if status == "unsupported" and not strict:
+            ET.SubElement(case, "skipped", message=message)
+        else:
+            tag = "error" if status == "error" else "failure"
+            node = ET.SubElement(case, tag, message=message, type=status)
+            node.text = "\n".join(detail)
+    if warned:
+        ET.SubElement(case, "system-out").text = "\n".join(f"warning: {w}" for w in warned)
 
 
 def _count(node: ET.Element) -> None:

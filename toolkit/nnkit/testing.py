@@ -25,9 +25,10 @@ suite checks that its model still exports and runs the same on every runtime::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from nnkit.compare import Rule
 from nnkit.parity import ParityReport, run_parity
 from nnkit.spec import TensorSpec, parse_spec
 
@@ -40,6 +41,7 @@ def assert_parity(
     inputs: Sequence[TensorSpec | str] = (),
     atol: float | None = None,
     rtol: float | None = None,
+    compare: Mapping[str, Rule | str] | None = None,
     onnx: str | Path | None = None,
     strict: bool = False,
 ) -> ParityReport:
@@ -52,10 +54,14 @@ def assert_parity(
         exporters: ``dynamo`` and/or ``torchscript``; both when None (not with ``onnx``).
         inputs: input specs, as :class:`~nnkit.spec.TensorSpec` or text
             (``"x:batch=2x3x32x32"``); required outside the zoo.
-        atol: absolute tolerance; the model's, else per dtype, when None.
-        rtol: relative tolerance; the model's, else per dtype, when None.
+        atol: explicit absolute tolerance for every output; the scale-aware default
+            (see :mod:`nnkit.compare`) when None.
+        rtol: explicit relative tolerance; the model's, else per dtype, when None.
+        compare: a rule per output name, as ``nnkit parity --compare`` takes them:
+            ``{"logits": "cosine:min=0.999", "labels": "exact", "scores": "set"}``.
         onnx: check this ONNX file instead of exporting.
-        strict: fail on a runtime that cannot load or run the model, too.
+        strict: fail on a runtime that cannot load or run the model, and on warnings
+            (a degenerate reference: all zeros, constant, ties, ...), too.
 
     Returns:
         The report, when parity holds (for more checks of your own).
@@ -64,7 +70,8 @@ def assert_parity(
         AssertionError: a mismatch or an error (or, with ``strict``, an unsupported
             cell); the message has the grid, each failing case's numbers and the
             smallest tolerances that would have passed.
-        NnkitError: the request cannot be carried out (unknown model or backend, ...).
+        NnkitError: the request cannot be carried out (unknown model or backend, a bad
+            tolerance or rule, an output name the model has not, ...).
     """
     from nnkit.report import render_console
 
@@ -76,6 +83,7 @@ def assert_parity(
         inputs=specs,
         atol=atol,
         rtol=rtol,
+        compare=compare,
         onnx=onnx,
         strict=strict,
     )

@@ -15,20 +15,28 @@ from nnkit.spec import TensorSpec, parse_spec
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class SpecType(click.ParamType):
+class ParsedType(click.ParamType):
+    """Text parsed by a library function (:meth:`parse`); its error is a usage error."""
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value  # parsed already (a default, or a value given twice)
+        try:
+            return self.parse(value)
+        except NnkitError as e:
+            self.fail(e.message, param, ctx)
+
+
+class SpecType(ParsedType):
     """``name:dims[:dtype]``, e.g. ``x:batch=2x3x32x32:float32``."""
 
     name = "SPEC"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> TensorSpec:
-        if isinstance(value, TensorSpec):
-            return value
-        try:
-            return parse_spec(value)
-        except NnkitError as e:
-            self.fail(e.message, param, ctx)
+    def parse(self, text: str) -> TensorSpec:
+        return parse_spec(text)
 
 
 class CommaList(click.ParamType):

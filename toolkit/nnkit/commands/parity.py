@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from nnkit.commands._options import CommaList, input_spec_option, timeout_option
+from nnkit.commands._options import CommaList, ParsedType, input_spec_option, timeout_option
+
+if TYPE_CHECKING:
+    from nnkit.compare import Rule
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class CompareType(ParsedType):
+    """``NAME:MODE[:key=value,...]`` -> (output name, :class:`~nnkit.compare.Rule`)."""
+
+    name = "NAME:MODE"
+
+    def parse(self, text: str) -> tuple[str, Rule]:
+        from nnkit.compare import parse_compare
+
+        return parse_compare(text)
 
 
 @click.command("parity")
@@ -42,13 +57,23 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     "--atol",
     type=click.FloatRange(min=0),
     default=None,
-    help="Absolute tolerance for every output [default: the model's, else per dtype].",
+    help="Explicit absolute tolerance for every output, element-wise only [default: "
+    "scale-aware: the model's, else the dtype's, times the reference's RMS].",
 )
 @click.option(
     "--rtol",
     type=click.FloatRange(min=0),
     default=None,
-    help="Relative tolerance for every output [default: the model's, else per dtype].",
+    help="Explicit relative tolerance for every output [default: the model's, else per dtype].",
+)
+@click.option(
+    "--compare",
+    "compare",
+    multiple=True,
+    type=CompareType(),
+    help="How to compare one output, repeatable: NAME:allclose[:atol=X,rtol=Y], NAME:exact, "
+    "NAME:cosine[:min=0.9999], NAME:set[:axis=-1,atol=X,rtol=Y] (order-insensitive, "
+    "for top-k/NMS) [default: allclose, scale-aware].",
 )
 @click.option("--json", "json_file", type=_FILE, default=None, help="Write the JSON report here.")
 @click.option(
@@ -67,7 +92,16 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     default=None,
     help="Keep the exported ONNX files in this folder [default: a temporary folder, removed].",
 )
-@click.option("--strict", is_flag=True, help="Fail (exit 1) on unsupported cells too.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1) on unsupported cells and on warnings (a degenerate reference) too.",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Show every cell's magnitudes and metrics, not only those of failing or warned cells.",
+)
 @timeout_option(
     "each step (building a model, one PyTorch run, one export, loading a file on a "
     "runtime, one run of it)"
@@ -86,11 +120,13 @@ def command(
     onnx_file: Path | None,
     atol: float | None,
     rtol: float | None,
+    compare: tuple[tuple[str, Rule], ...],
     json_file: Path | None,
     markdown_file: Path | None,
     junit_file: Path | None,
     artifacts: Path | None,
     strict: bool,
+    verbose: bool,
     timeout: float,
     trust_metadata: bool,
 ) -> None:
@@ -100,7 +136,10 @@ def command(
     package.module:name. Each model is exported once per exporter; each backend loads the
     file once and runs every shape case (the example sizes, every dynamic dim at 1, and
     at a larger odd size), on seeded inputs PyTorch runs too. Every output is compared:
-    shapes exactly, values within atol + rtol*|ref|, NaN/Inf in the same places.
+    shapes exactly, NaN/Inf in the same places, values by the scale-aware rule
+    |got-ref| <= atol*rms(ref) + rtol*|ref| and ||got-ref|| <= atol*||ref|| (--atol/--rtol
+    are explicit absolute overrides; --compare changes one output's rule). A reference
+    that is a weak judge (all zeros, constant, below resolution, ties) is a warning.
 
     \b
     Status per cell: pass, mismatch (numbers differ, or the file does not run at a
@@ -108,7 +147,7 @@ def command(
     the model at all), error (the export, the model's code, a runtime's process or
     nnkit failed). The model's code and the runtimes run in worker processes: one that
     exits, aborts or hangs past --timeout is an error cell, and the rest runs.
-    Exit status: 0 all pass; 1 a mismatch or error (or, with --strict, unsupported);
+    Exit status: 0 all pass; 1 a mismatch or error (with --strict: unsupported, warning);
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
     from nnkit.fsutil import check_writable
@@ -124,6 +163,11 @@ def command(
         )
         if path is not None
     ]
+    rules: dict[str, Rule] = {}
+    for name, rule in compare:
+        if name in rules:
+            raise click.BadParameter(f"output {name!r} is named twice", param_hint="--compare")
+        rules[name] = rule
     for path, _ in writers:
         check_writable(path)  # before the slow part
     progress = Progress()
@@ -136,6 +180,7 @@ def command(
             onnx=onnx_file,
             atol=atol,
             rtol=rtol,
+            compare=rules,
             artifacts=artifacts,
             strict=strict,
             progress=progress,
@@ -144,7 +189,7 @@ def command(
         )
     finally:
         progress.finish()
-    click.echo(render_console(report))
+    click.echo(render_console(report, verbose=verbose))
     for path, write in writers:
         write(path, report)
     if not report:
