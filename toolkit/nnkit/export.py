@@ -112,7 +112,11 @@ def _export_dynamo(
 ) -> None:
     import torch
 
+    from nnkit.binding import BoundModule
+
     dynamic = tuple(s.dynamic_axes or None for s in model.inputs)
+    # A BoundModule takes its inputs as *tensors: torch.export sees one argument, a tuple.
+    shapes = (dynamic,) if isinstance(model.module, BoundModule) else dynamic
     _clear_rnn_dispatch_cache()
     program = torch.onnx.export(
         model.module,
@@ -120,7 +124,7 @@ def _export_dynamo(
         dynamo=True,
         input_names=[s.name for s in model.inputs],
         output_names=list(model.outputs),
-        dynamic_shapes=dynamic if any(dynamic) else None,
+        dynamic_shapes=shapes if any(dynamic) else None,
         opset_version=opset,
     )
     program.save(str(tmp), external_data=False)

@@ -8,6 +8,11 @@ odd larger size) and draw their inputs from seeds of their own, never the export
 an exporter that froze a dim or baked an input-dependent value into a constant shows
 up as a mismatch.
 
+Cases can be given too, beside the generated ones (or instead, with
+``generated_cases=False``): chosen sizes of the dynamic dims (``--case batch=1,seq=1``,
+generated inputs at those sizes), real inputs (``--data``: one ``.npz`` file per case,
+arrays keyed by input name), and a module object's example inputs (case ``example``).
+
 A result's status is one of:
 
 ``pass``
@@ -31,7 +36,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,14 +77,31 @@ class ParityRequestError(NnkitError):
 
 @dataclass(frozen=True)
 class ShapeCase:
-    """One set of input shapes to run: dynamic dim label -> size, and the inputs' seed."""
+    """One case to run: dynamic dim label -> size, and the inputs' seed.
+
+    A case with ``feeds`` runs those arrays (real inputs, example inputs) instead of
+    generating them; its ``seed`` is None. ``source`` says where the case came from:
+    ``generated``, ``chosen`` (``--case``), ``data`` (a file) or ``example``.
+    """
 
     name: str
     sizes: Mapping[str, int]
-    seed: int
+    seed: int | None
+    feeds: Mapping[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    source: str = "generated"
 
     def shapes(self, specs: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
+        if self.feeds is not None:
+            return {k: tuple(v.shape) for k, v in self.feeds.items()}
         return {s.name: s.shape_with(dict(self.sizes)) for s in specs}
+
+    def inputs(self, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+        """The case's input arrays: its own, or generated from ``specs`` at its sizes."""
+        from nnkit.inputs import generate
+
+        if self.feeds is not None:
+            return {k: np.array(v, copy=True) for k, v in self.feeds.items()}
+        return generate(specs, sizes=self.sizes, seed=self.seed or 0)
 
 
 def larger_size(example: int) -> int:
@@ -106,9 +128,134 @@ def shape_cases(specs: Sequence[TensorSpec]) -> tuple[ShapeCase, ...]:
         {label: larger_size(ex) for label, ex in labels.items()},
     )
     return tuple(
-        ShapeCase(",".join(f"{k}={v}" for k, v in s.items()), s, seed)
-        for s, seed in zip(sizes, CASE_SEEDS, strict=True)
+        ShapeCase(_sizes_name(s), s, seed) for s, seed in zip(sizes, CASE_SEEDS, strict=True)
     )
+
+
+def _sizes_name(sizes: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _labels(specs: Sequence[TensorSpec]) -> dict[str, int]:
+    return {d.label: d.example for s in specs for d in s.dims if isinstance(d, Dim)}
+
+
+def chosen_cases(
+    specs: Sequence[TensorSpec], chosen: Sequence[Mapping[str, int]], *, model: str
+) -> list[ShapeCase]:
+    """Cases at chosen sizes of the dynamic dims (``--case``); a label not given takes
+    its example size. Each has a seed of its own, after the generated cases' seeds.
+
+    Raises:
+        ParityRequestError: a label the model's specs do not have.
+    """
+    labels = _labels(specs)
+    cases = []
+    for i, sizes in enumerate(chosen):
+        unknown = [k for k in sizes if k not in labels]
+        if unknown:
+            have = ", ".join(map(repr, labels)) or "none (every dim is fixed)"
+            raise ParityRequestError(
+                f"--case {_sizes_name(sizes)}: model {model!r} has no dynamic dim "
+                f"{', '.join(map(repr, unknown))}; its dynamic dims are {have}"
+            )
+        full = {k: sizes.get(k, v) for k, v in labels.items()}
+        cases.append(ShapeCase(_sizes_name(full), full, len(CASE_SEEDS) + 1 + i, source="chosen"))
+    return cases
+
+
+def load_data(data: str | Path | Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict]:
+    """Real inputs: case name -> input name -> array.
+
+    ``data`` is one ``.npz`` file (one case, named after the file), a folder of them
+    (every ``*.npz`` in it, one case each, in name order), or, from Python, a mapping
+    case name -> arrays.
+
+    Raises:
+        InputError: a missing path, a folder without ``.npz`` files, an unreadable file.
+    """
+    from nnkit.inputs import load_feeds
+
+    if isinstance(data, Mapping):
+        return {str(name): dict(feeds) for name, feeds in data.items()}
+    path = Path(data)
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if not files:
+            raise InputError(f"--data folder {str(path)!r} holds no .npz file (one per case)")
+    elif path.is_file() and path.suffix == ".npz":
+        files = [path]
+    elif path.exists():
+        raise InputError(
+            f"--data {str(path)!r} is not a .npz file or a folder of them "
+            "(one .npz per case, arrays keyed by input name)"
+        )
+    else:
+        raise InputError(f"--data {str(path)!r} does not exist")
+    return {f.name: load_feeds([(None, f)]) for f in files}
+
+
+def data_cases(
+    specs: Sequence[TensorSpec], data: Mapping[str, Mapping[str, np.ndarray]], *, model: str
+) -> list[ShapeCase]:
+    """Cases of real inputs, checked against the model's specs: names, ranks, fixed
+    dims, dtypes, one size per dynamic dim label.
+
+    Raises:
+        InputError: a case whose arrays do not fit the specs, naming the case.
+    """
+    from nnkit.backends.base import check_feeds
+
+    infos = tensor_infos(specs)
+    cases = []
+    for name, feeds in data.items():
+        try:
+            check_feeds(infos, feeds)
+        except InputError as e:
+            raise InputError(f"case {name!r} for model {model!r}: {e.format_message()}") from None
+        sizes = {
+            d.label: int(feeds[s.name].shape[axis])
+            for s in specs
+            for axis, d in enumerate(s.dims)
+            if isinstance(d, Dim)
+        }
+        cases.append(ShapeCase(name, sizes, None, feeds=feeds, source="data"))
+    return cases
+
+
+def model_cases(
+    model: ResolvedModel,
+    *,
+    chosen: Sequence[Mapping[str, int]] = (),
+    data: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    generated: bool = True,
+) -> list[ShapeCase]:
+    """Every case of ``model``: generated (unless ``generated`` is False), its example
+    inputs, chosen sizes, real inputs; a case whose name is taken already is dropped.
+
+    Raises:
+        ParityRequestError: no case at all, or a chosen size the model does not have.
+        InputError: real inputs that do not fit the model.
+    """
+    cases = list(shape_cases(model.inputs)) if generated else []
+    if model.examples is not None:
+        examples = data_cases(model.inputs, {"example": model.examples}, model=model.name)
+        cases += [replace(c, source="example") for c in examples]
+    cases += chosen_cases(model.inputs, chosen, model=model.name)
+    cases += data_cases(model.inputs, data or {}, model=model.name)
+    if not cases:
+        raise ParityRequestError(
+            f"no cases to run for model {model.name!r}: give --case or --data, or let nnkit "
+            "generate cases"
+        )
+    unique: dict[str, ShapeCase] = {}
+    for case in cases:
+        if case.name in unique:
+            if case.source == "chosen":  # those sizes run already
+                continue
+            raise ParityRequestError(f"model {model.name!r} has two cases named {case.name!r}")
+        unique[case.name] = case
+    return list(unique.values())
 
 
 @dataclass
@@ -274,11 +421,15 @@ class _Plan:
 
 
 def run_parity(
-    models: Sequence[str] = (),
+    models: Sequence[str | ResolvedModel | Any] = (),
     *,
     exporters: Sequence[str] | None = None,
     backends: Sequence[str] | None = None,
     inputs: Sequence[TensorSpec] = (),
+    cases: Sequence[str | Mapping[str, int]] = (),
+    data: str | Path | Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    generated_cases: bool = True,
+    ignore_outputs: Sequence[str] = (),
     onnx: str | Path | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -290,11 +441,20 @@ def run_parity(
 
     Args:
         models: zoo names, ``file.py:Name`` or ``module:name``; the whole zoo when empty
-            (with ``onnx``: the model named in the file's metadata).
+            (with ``onnx``: the model named in the file's metadata). Also models as
+            objects: a :class:`~nnkit.resolve.ResolvedModel`
+            (:func:`~nnkit.resolve.resolve_object`), or an ``nn.Module`` with ``inputs``.
         exporters: ``dynamo`` and/or ``torchscript``; both when None.
         backends: backends to check; every one that runs here (``torch`` aside) when None.
             One asked for by name that cannot run here is refused, never dropped.
         inputs: input specs, for models outside the zoo (or to replace a zoo model's).
+        cases: chosen sizes of dynamic dims, ``"batch=1,seq=1"`` or ``{"batch": 1}``, run
+            beside the generated cases.
+        data: real inputs, run beside the generated cases: a ``.npz`` file (one case), a
+            folder of them (one case each), or a mapping case name -> input arrays.
+        generated_cases: run the generated cases too; False runs only those given
+            (``cases``, ``data``, example inputs).
+        ignore_outputs: outputs to leave out of the export and the comparison.
         onnx: check this ONNX file against the (one) model instead of exporting.
         atol: absolute tolerance for every output; per model and dtype when None.
         rtol: relative tolerance for every output; per model and dtype when None.
@@ -307,12 +467,30 @@ def run_parity(
         NnkitError: the request cannot be carried out (unknown model, exporter or backend,
             a backend that does not run here, a bad spec, a missing ``onnx`` file).
     """
+    from nnkit.resolve import ResolvedModel, resolve_model, resolve_object
+    from nnkit.spec import parse_sizes
+
     start = time.perf_counter()
-    plan = _plan(models, exporters=exporters, backends=backends, onnx=onnx, inputs=inputs)
-    from nnkit.resolve import resolve_model
+    objects = {m.name: m for m in models if isinstance(m, ResolvedModel)}
+    for m in models:
+        if not isinstance(m, (str, ResolvedModel)):
+            resolved_object = resolve_object(m, inputs=inputs, ignore_outputs=ignore_outputs)
+            objects[resolved_object.name] = resolved_object
+    refs = [m if isinstance(m, str) else m.name for m in models]
+    if len(objects) != len([m for m in models if not isinstance(m, str)]):
+        raise ParityRequestError(f"a model is named twice: {', '.join(refs)}")
+    plan = _plan(refs, exporters=exporters, backends=backends, onnx=onnx, inputs=inputs)
+    chosen = [parse_sizes(c) if isinstance(c, str) else dict(c) for c in cases]
+    real = load_data(data) if data is not None else None
 
     specs = tuple(inputs) or _metadata_specs(plan)
-    resolved = [resolve_model(ref, inputs=specs) for ref in plan.models]
+    resolved = [
+        objects.get(ref) or resolve_model(ref, inputs=specs, ignore_outputs=ignore_outputs)
+        for ref in plan.models
+    ]
+    model_case_lists = [
+        model_cases(m, chosen=chosen, data=real, generated=generated_cases) for m in resolved
+    ]
     report = ParityReport(
         models=[m.name for m in resolved],
         exporters=plan.exporters,
@@ -325,13 +503,12 @@ def run_parity(
     total = len(resolved) * len(plan.exporters) * len(plan.backends)
     counter = iter(range(1, total + 1))
     with _folder(artifacts) as folder:
-        for model in resolved:
+        for model, model_case_list in zip(resolved, model_case_lists, strict=True):
             tolerance = Tolerance(
                 atol=atol, rtol=rtol, model_atol=model.atol, model_rtol=model.rtol
             )
-            cases = list(shape_cases(model.inputs))
-            report.cases[model.name] = cases
-            runs = _reference_runs(model, cases)
+            report.cases[model.name] = model_case_list
+            runs = _reference_runs(model, model_case_list)
             for exporter in plan.exporters:
                 record = _export(model, exporter, plan, folder)
                 report.exports.append(record)
@@ -489,6 +666,8 @@ class _CaseRun:
     feeds: dict[str, np.ndarray]
     reference: dict[str, np.ndarray] | None
     error: str = ""
+    #: Outputs left out (``ignore_outputs``): a file's outputs of these names are dropped.
+    ignored: tuple[str, ...] = ()
 
 
 def tensor_infos(specs: Sequence[TensorSpec]) -> tuple[TensorInfo, ...]:
@@ -504,7 +683,7 @@ def tensor_infos(specs: Sequence[TensorSpec]) -> tuple[TensorInfo, ...]:
 def _reference_runs(model: ResolvedModel, cases: Sequence[ShapeCase]) -> list[_CaseRun]:
     """Run PyTorch on every case's inputs once; every exporter and backend reuses them."""
     from nnkit.backends.torch import TorchBackend
-    from nnkit.inputs import generate
+    from nnkit.inputs import generated_hint
 
     runs = []
     torch_backend = TorchBackend.from_module(
@@ -512,16 +691,19 @@ def _reference_runs(model: ResolvedModel, cases: Sequence[ShapeCase]) -> list[_C
     )
     with torch_backend:
         for case in cases:
-            feeds = generate(model.inputs, sizes=case.sizes, seed=case.seed)
+            feeds = case.inputs(model.inputs)
             try:
                 # A copy: torch shares the arrays' memory, and a model may write its input.
                 ref = torch_backend.run({k: v.copy() for k, v in feeds.items()})
             except Exception as e:
+                hint = generated_hint(model.inputs) if case.feeds is None else ""
                 runs.append(
-                    _CaseRun(case, feeds, None, f"PyTorch (the reference) failed: {describe(e)}")
+                    _CaseRun(
+                        case, feeds, None, f"PyTorch (the reference) failed: {describe(e)}{hint}"
+                    )
                 )
                 continue
-            runs.append(_CaseRun(case, feeds, ref))
+            runs.append(_CaseRun(case, feeds, ref, ignored=model.ignored))
     return runs
 
 
@@ -607,6 +789,10 @@ def _run_case(cell: Cell, backend: Backend, run: _CaseRun, tolerance: Tolerance)
     except Exception as e:
         return _result(cell, run, "error", describe(e))
     seconds = time.perf_counter() - start
+    if run.ignored:
+        from nnkit.binding import is_ignored
+
+        got = {k: v for k, v in got.items() if not is_ignored(k, run.ignored)}
     notes.extend(declared_shape_notes(backend.outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
     compared = compare_outputs(run.reference, got, tolerance=tolerance)

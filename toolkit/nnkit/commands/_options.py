@@ -16,7 +16,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SpecType(click.ParamType):
-    """``name:dims[:dtype]``, e.g. ``x:batch=2x3x32x32:float32``."""
+    """``name:dims[:dtype][values]``, e.g. ``x:batch=2x3x32x32:float32``."""
 
     name = "SPEC"
 
@@ -68,6 +68,18 @@ def exporter_option(help: str) -> Callable[[F], F]:
 def input_spec_option(help: str) -> Callable[[F], F]:
     """``--input SPEC``, repeatable, parsed into :class:`~nnkit.spec.TensorSpec` values."""
     return click.option("--input", "inputs", multiple=True, type=SpecType(), help=help)
+
+
+def ignore_output_option() -> Callable[[F], F]:
+    """``--ignore-output NAME``, repeatable: outputs neither exported nor compared."""
+    return click.option(
+        "--ignore-output",
+        "ignore_outputs",
+        multiple=True,
+        metavar="NAME",
+        help="Leave this output out of the export and the comparison: an output's name, or "
+        "a group of them (past_key_values drops past_key_values.0.0, ...); repeatable.",
+    )
 
 
 def emit_json(data: Any) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import exporter_option, input_spec_option
+from nnkit.commands._options import exporter_option, ignore_output_option, input_spec_option
 from nnkit.render import human_bytes
 
 
@@ -28,12 +28,20 @@ from nnkit.render import human_bytes
     help="ONNX opset [default: the exporter's].",
 )
 @input_spec_option(
-    "Input spec name:dims[:dtype], dims joined by x; label=N is dynamic with example size N "
-    "(x:batch=2x3x32x32:float32). Required outside the zoo; repeat per input."
+    "Input spec name:dims[:dtype][values], dims joined by x; label=N is dynamic with example "
+    "size N; values a range [0,30522) or set {0,1} (x:batch=2x3x32x32:float32). Required "
+    "outside the zoo; repeat per input, named after forward's parameter it feeds."
 )
+@ignore_output_option()
 @click.option("--verbose", is_flag=True, help="Show the exporter's own console output.")
 def command(
-    model: str, out: Path, exporter: str, opset: int | None, inputs: tuple, verbose: bool
+    model: str,
+    out: Path,
+    exporter: str,
+    opset: int | None,
+    inputs: tuple,
+    ignore_outputs: tuple[str, ...],
+    verbose: bool,
 ) -> None:
     """Export MODEL to ONNX, check the file, and write it to OUTPUT.
 
@@ -47,7 +55,7 @@ def command(
     from nnkit.resolve import resolve_model
 
     check_writable(out)  # before the slow part
-    resolved = resolve_model(model, inputs=inputs)
+    resolved = resolve_model(model, inputs=inputs, ignore_outputs=ignore_outputs)
     result = export_model(resolved, out, exporter=exporter, opset=opset, verbose=verbose)
     click.echo(
         f"exported {result.model} with {result.exporter} (opset {result.opset}) to {result.path} "
