@@ -119,17 +119,21 @@ def bind_inputs(module: torch.nn.Module, names: Sequence[str], *, model: str) ->
 
 
 def _short(sig: inspect.Signature) -> str:
-    """``(input_ids, attention_mask=None, ...)``: the parameters without annotations."""
-    parts = []
-    for p in sig.parameters.values():
-        if p.kind == p.VAR_POSITIONAL:
-            parts.append(f"*{p.name}")
-        elif p.kind == p.VAR_KEYWORD:
-            parts.append(f"**{p.name}")
-        else:
-            parts.append(p.name if p.default is p.empty else f"{p.name}=...")
-    text = ", ".join(parts)
-    return f"({text if len(text) <= 120 else text[:117] + '...'})"
+    """``(input_ids, attention_mask=..., /, *, scale=...)``: no annotations, no defaults."""
+    params = [
+        p.replace(annotation=p.empty, default=p.empty if p.default is p.empty else _ELIDED)
+        for p in sig.parameters.values()
+    ]
+    text = str(sig.replace(parameters=params, return_annotation=sig.empty))
+    return text if len(text) <= 160 else text[:156] + "...)"
+
+
+class _Elided:
+    def __repr__(self) -> str:
+        return "..."
+
+
+_ELIDED = _Elided()
 
 
 def _names(names: Any) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,9 +104,10 @@ def generated_hint(specs: Iterable[TensorSpec]) -> str:
         return ""
     said = "; ".join(f"{s.name}: {describe_values(s)}" for s in ints)
     example = next((s for s in ints if s.value_range is None), ints[0])
+    plain = replace(example, value_range=None)
     return (
         f"; nnkit generated the integer inputs ({said}): give the values the model takes in "
-        f"the spec, e.g. --input {example.name}:...:{example.dtype}[0,N) or {{0,1}}"
+        f"the spec, e.g. --input {plain}[0,N) or {plain}{{0,1}}"
     )
 
 
