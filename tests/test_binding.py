@@ -63,6 +63,21 @@ def test_an_unknown_name_is_refused_saying_which_match_and_what_forward_takes():
     assert "'attention_mask'" in message
 
 
+def test_inputs_named_otherwise_fill_exactly_the_required_parameters_by_position():
+    assert bind_inputs(nn.Sequential(nn.ReLU()), ["x"], model="m").is_plain(["x"])
+
+    class Two(nn.Module):
+        def forward(self, a, b, mask=None):
+            return a + b
+
+    assert bind_inputs(Two(), ["x", "y"], model="m").is_plain(["x", "y"])
+    # Never into a parameter with a default under another name: the mask would land there.
+    with pytest.raises(SpecError, match="inputs 'x', 'y', 'z' match no parameter"):
+        bind_inputs(Two(), ["x", "y", "z"], model="m")
+    with pytest.raises(SpecError, match="inputs 'ids', 'mask' match no parameter"):
+        bind_inputs(CacheFirst(), ["ids", "mask"], model="m")
+
+
 def test_a_required_parameter_no_input_gives_is_refused():
     with pytest.raises(SpecError, match=r"needs 'input_ids', which no input gives"):
         bind_inputs(CacheFirst(), ["attention_mask"], model="m")

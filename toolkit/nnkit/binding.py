@@ -13,6 +13,10 @@ belongs, not in the cache argument. The rules:
   too); when ``forward`` takes neither, it is an error that lists the parameters.
 - When the names are ``forward``'s first parameters in order, they go by position, as
   they always did.
+- When no name is a parameter and the inputs are exactly ``forward``'s required
+  positional parameters in number, they go by position: ``nn.Sequential``'s ``input``
+  can be called ``x``. A parameter with a default (``attention_mask=None``) is never
+  filled by position under another name: that is how a mask lands in a cache argument.
 - A parameter without a default that no input names is an error.
 
 What ``forward`` returns is named after its structure: a tensor is ``output``; the
@@ -83,10 +87,14 @@ def bind_inputs(module: torch.nn.Module, names: Sequence[str], *, model: str) ->
     before_star = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     where = f"{type(module).__name__}.forward{_short(sig)}"
     unknown = [n for n in names if n not in named]
+    required = [p for p in before_star if p.default is p.empty]
+    if names and len(unknown) == len(names) == len(required):
+        return Binding(tuple(names))
     if unknown and not kinds & {inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL}:
         known = [n for n in names if n in named]
         raise SpecError(
-            f"model {model!r}: input {_names(unknown)} matches no parameter of {where} "
+            f"model {model!r}: {'input' if len(unknown) == 1 else 'inputs'} {_names(unknown)} "
+            f"{'matches' if len(unknown) == 1 else 'match'} no parameter of {where} "
             f"(inputs are passed by name{'; these match: ' + _names(known) if known else ''}); "
             f"its parameters are {_names(named)}"
         )
