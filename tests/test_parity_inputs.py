@@ -305,6 +305,19 @@ def test_outputs_keep_their_names_and_a_cache_object_is_refused_or_ignored(
     )
     assert report, report.results
     assert [o.name for o in report.results[0].outputs] == ["y", "pair.0", "pair.1"]
+    cli = run_cli(
+        "parity",
+        ref,
+        "--onnx",
+        str(out),
+        "--input",
+        "x:batch=2x3",
+        "--backends",
+        "cpu",
+        "--ignore-output",
+        "cache",
+    )
+    assert cli.exit_code == 0, cli.stderr
     # A file's output that the check ignores is not compared.
     report = run_parity(
         [ref],
