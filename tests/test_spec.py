@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nnkit.errors import SpecError
-from nnkit.spec import DTYPES, Dim, TensorSpec, parse_shape_override, parse_spec
+from nnkit.inputs import generate
+from nnkit.spec import (
+    DTYPES,
+    Dim,
+    TensorSpec,
+    ValueRange,
+    ValueSet,
+    parse_shape_override,
+    parse_sizes,
+    parse_spec,
+)
 
 
 def test_parses_dynamic_and_fixed_dims_with_dtype():
@@ -77,4 +88,110 @@ dims = st.lists(
 )
 def test_str_round_trips(name, dims, dtype):
     spec = TensorSpec(name, tuple(dims), dtype)
+    assert parse_spec(str(spec)) == spec
+
+
+# -- value ranges and sets ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "printed"),
+    [
+        ("ids:batch=2xseq=16:int64[0,30522)", ValueRange(0, 30522, True, False), "[0,30522)"),
+        ("m:batch=2xseq=16:int64{0,1}", ValueSet((0, 1)), "{0,1}"),
+        ("x:2x3:float32[-1,1]", ValueRange(-1.0, 1.0), "[-1.0,1.0]"),
+        ("x:2x3[-1, 1.5)", ValueRange(-1.0, 1.5, True, False), "[-1.0,1.5)"),
+        ("x:3:float16(0,1e3]", ValueRange(0.0, 1000.0, False, True), "(0.0,1000.0]"),
+        ("b:3:bool{true}", ValueSet((1,)), "{1}"),
+        ("c:3:uint8(0,255]", ValueRange(0, 255, False, True), "(0,255]"),
+    ],
+)
+def test_value_ranges_and_sets_parse_print_and_round_trip(text, values, printed):
+    spec = parse_spec(text)
+    assert spec.value_range == values
+    assert str(spec).endswith(printed)
+    assert parse_spec(str(spec)) == spec
+
+
+def test_a_range_is_part_of_the_spec_s_identity():
+    assert parse_spec("m:2:int64{0,1}") != parse_spec("m:2:int64")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("x:3:int64[5,1]", "low > high"),
+        ("x:3:int64[1,1)", "holds no int64 value"),
+        ("x:3:int64(0,1)", "holds no int64 value"),
+        ("x:3:float32(1,1]", "holds no float32 value"),
+        ("x:3:uint8[0,256]", "outside what uint8 holds (0 .. 255)"),
+        ("x:3:int8{-129}", "outside what int8 holds"),
+        ("x:3:float16[0,1e6]", "outside what float16 holds"),
+        ("x:3:bool[0,1]", "takes a set, not a range"),
+        ("x:3:bool{2}", "outside what bool holds"),
+        ("x:3:int64{}", "empty value set"),
+        ("x:3:int64{1,1}", "names a value twice"),
+        ("x:3:int64[0.5,2]", "whole numbers"),
+        ("x:3:float32[0,inf]", "finite"),
+        ("x:3:float32[a,1]", "are numbers"),
+        ("x:3:int64[0,1,2]", "expected [low,high]"),
+        ("x:3:int64[0,10", "bad values"),
+    ],
+)
+def test_bad_values_say_what_is_wrong(text, needle):
+    with pytest.raises(SpecError) as info:
+        parse_spec(text)
+    assert needle in info.value.message
+    assert text in info.value.message
+
+
+def test_generated_values_stay_in_their_range_or_set():
+    specs = [
+        parse_spec(t)
+        for t in (
+            "ids:4x500:int64[0,30522)",
+            "m:4x500:int64{0,1}",
+            "f:4x500:float32[-1,1)",
+            "h:4x500:float16(0,0.001)",
+            "b:4x500:bool{1}",
+            "d:4x500:int64",
+            "u:4x500:uint8(250,255]",
+        )
+    ]
+    a = generate(specs, seed=0)
+    assert a["ids"].dtype == np.int64 and a["ids"].min() >= 0 and a["ids"].max() < 30522
+    assert a["ids"].max() > 20000  # the whole range is used, not 0..9
+    assert set(np.unique(a["m"])) == {0, 1}
+    assert a["f"].dtype == np.float32 and a["f"].min() >= -1 and a["f"].max() < 1
+    assert a["h"].dtype == np.float16 and (a["h"] > 0).all() and (a["h"] < 0.001).all()
+    assert a["b"].all()
+    assert set(np.unique(a["d"])) == set(range(10))  # the default stays 0..9
+    assert set(np.unique(a["u"])) == {251, 252, 253, 254, 255}
+
+
+def test_parse_sizes_for_chosen_cases():
+    assert parse_sizes("batch=1,seq=128") == {"batch": 1, "seq": 128}
+    for bad in ("batch", "batch=0", "batch=1,batch=2", "1=2", "batch=x"):
+        with pytest.raises(SpecError, match="bad case"):
+            parse_sizes(bad)
+
+
+values = st.one_of(
+    st.none(),
+    st.builds(
+        lambda lo, width, lc, hc: ValueRange(lo, lo + width + 2, lc, hc),
+        st.integers(-1000, 1000),
+        st.integers(0, 1000),
+        st.booleans(),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda vs: ValueSet(tuple(vs)), st.lists(st.integers(-100, 100), min_size=1, unique=True)
+    ),
+)
+
+
+@given(name=st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,10}", fullmatch=True), dims=dims, v=values)
+def test_str_round_trips_with_values(name, dims, v):
+    spec = TensorSpec(name, tuple(dims), "int64", v)
     assert parse_spec(str(spec)) == spec

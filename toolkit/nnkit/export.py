@@ -154,7 +154,11 @@ def _export_dynamo(
 ) -> None:
     import torch
 
+    from nnkit.binding import BoundModule
+
     dynamic = tuple(s.dynamic_axes or None for s in model.inputs)
+    # A BoundModule takes its inputs as *tensors: torch.export sees one argument, a tuple.
+    shapes = (dynamic,) if isinstance(model.module, BoundModule) else dynamic
     _clear_rnn_dispatch_cache()
     program = torch.onnx.export(
         model.module,
@@ -162,7 +166,7 @@ def _export_dynamo(
         dynamo=True,
         input_names=[s.name for s in model.inputs],
         output_names=list(model.outputs),
-        dynamic_shapes=dynamic if any(dynamic) else None,
+        dynamic_shapes=shapes if any(dynamic) else None,
         opset_version=opset,
     )
     program.save(str(tmp), external_data=False)
@@ -526,6 +530,7 @@ def export_reference(
     out: str | Path,
     *,
     inputs: tuple[TensorSpec, ...] = (),
+    ignore_outputs: tuple[str, ...] = (),
     timeout: float | None = None,
     verbose: bool = False,
     **options: Any,
@@ -541,6 +546,7 @@ def export_reference(
         ref: a zoo name, ``file.py:Name`` or ``module:name``.
         out: the ONNX file to write.
         inputs: input specs (required outside the zoo).
+        ignore_outputs: outputs to leave out of the file.
         timeout: seconds building and exporting may take (None or 0: no limit).
         verbose: show what the exporter prints (on stderr).
         options: :func:`export_model`'s ``exporter``, ``opset``, ``keep_stack_traces``.
@@ -557,7 +563,7 @@ def export_reference(
     from nnkit.worker import Worker, WorkerFailure, preload
 
     target = check_writable(out)
-    request = ModelRequest(ref, tuple(inputs))
+    request = ModelRequest(ref, tuple(inputs), tuple(ignore_outputs))
     with Worker("PyTorch", show_output=verbose) as worker:
         worker.call(preload, ["torch", "onnx"])  # not timed: not the model's time
         try:

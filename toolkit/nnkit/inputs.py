@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnkit.errors import InputError
-from nnkit.spec import TensorSpec
+from nnkit.spec import TensorSpec, ValueRange, Values, ValueSet
 
 if TYPE_CHECKING:
     from nnkit.backends.base import TensorInfo
 
 #: Default seed of generated inputs.
 DEFAULT_SEED = 0
+#: The values of a generated integer input whose spec names none.
+DEFAULT_INT_RANGE = ValueRange(0, 9)
 
 
 def numpy_dtype(name: str) -> np.dtype:
@@ -38,20 +41,74 @@ def random_array(
     dtype: str,
     rng: np.random.Generator,
     *,
-    value_range: tuple[int, int] | None = None,
+    value_range: Values | None = None,
 ) -> np.ndarray:
     """One array of ``shape`` and ``dtype`` drawn from ``rng``.
 
-    Floats are standard normal; integers uniform in ``value_range`` (inclusive, default
-    0..9); booleans fair coin flips.
+    Without ``value_range``: floats are standard normal, integers uniform in 0..9
+    (:data:`DEFAULT_INT_RANGE`), booleans fair coin flips. With a set, each element is
+    one of its values; with a range, integers are uniform over its whole numbers and
+    floats uniform within it (never on an open bound).
     """
     dt = numpy_dtype(dtype)
+    if isinstance(value_range, ValueSet):
+        return rng.choice(np.array(value_range.values), size=shape).astype(dt)
     if dtype == "bool":
         return rng.random(shape) < 0.5
     if np.issubdtype(dt, np.integer):
-        lo, hi = value_range or (0, 9)
-        return rng.integers(lo, hi, size=shape, endpoint=True).astype(dt)
-    return rng.standard_normal(shape, dtype=np.float32).astype(dt)
+        lo, hi = (value_range or DEFAULT_INT_RANGE).int_bounds
+        return rng.integers(lo, hi, size=shape, endpoint=True, dtype=np.int64).astype(dt)
+    if value_range is None:
+        return rng.standard_normal(shape, dtype=np.float32).astype(dt)
+    return _uniform(shape, dt, rng, value_range)
+
+
+def _uniform(
+    shape: tuple[int, ...], dt: np.dtype, rng: np.random.Generator, values: ValueRange
+) -> np.ndarray:
+    """Uniform in ``values``, in ``dt``: a draw that rounds onto an open bound (or past a
+    closed one) is replaced by the middle of the range, so every value lies within it."""
+    arr = rng.uniform(values.low, values.high, size=shape).astype(dt)
+    wide = arr.astype(np.float64)
+    outside = (
+        (wide < values.low)
+        | (wide > values.high)
+        | ((wide == values.low) & (not values.low_closed))
+        | ((wide == values.high) & (not values.high_closed))
+    )
+    if outside.any():
+        arr[outside] = np.asarray((values.low + values.high) / 2).astype(dt)
+    return arr
+
+
+def describe_values(spec: TensorSpec) -> str:
+    """The values nnkit generates for ``spec``, e.g. ``int64 in [0,9] (the default ...)``."""
+    if spec.value_range is not None:
+        return f"{spec.dtype} in {spec.value_range}"
+    if spec.dtype == "bool":
+        return "bool in {0,1}"
+    if np.issubdtype(numpy_dtype(spec.dtype), np.integer):
+        return f"{spec.dtype} in {DEFAULT_INT_RANGE} (the default for integers without a range)"
+    return f"{spec.dtype} from a standard normal (the default for floats without a range)"
+
+
+def generated_hint(specs: Iterable[TensorSpec]) -> str:
+    """What nnkit generated for the integer inputs among ``specs``, and how to change it.
+
+    For the message of a model that fails on generated inputs: an ``Embedding(5)`` fed
+    ids 0..9 fails with an index error that says nothing of where the ids came from.
+    Empty when no input is an integer.
+    """
+    ints = [s for s in specs if np.issubdtype(numpy_dtype(s.dtype), np.integer)]
+    if not ints:
+        return ""
+    said = "; ".join(f"{s.name}: {describe_values(s)}" for s in ints)
+    example = next((s for s in ints if s.value_range is None), ints[0])
+    plain = replace(example, value_range=None)
+    return (
+        f"; nnkit generated the integer inputs ({said}): give the values the model takes in "
+        f"the spec, e.g. --input {plain}[0,N) or {plain}{{0,1}}"
+    )
 
 
 def generate(

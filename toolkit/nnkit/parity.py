@@ -8,6 +8,11 @@ odd larger size) and draw their inputs from seeds of their own, never the export
 an exporter that froze a dim or baked an input-dependent value into a constant shows
 up as a mismatch.
 
+Cases can be given too, beside the generated ones (or instead, with
+``generated_cases=False``): chosen sizes of the dynamic dims (``--case batch=1,seq=1``,
+generated inputs at those sizes), real inputs (``--data``: one ``.npz`` file per case,
+arrays keyed by input name), and a module object's example inputs (case ``example``).
+
 A result's status is one of:
 
 ``pass``
@@ -56,6 +61,7 @@ from nnkit.spec import Dim, TensorSpec
 
 if TYPE_CHECKING:
     from nnkit.backends.base import TensorInfo
+    from nnkit.resolve import ResolvedModel
     from nnkit.steps import ModelInfo, ModelRequest
     from nnkit.worker import InProcess, Worker
 
@@ -81,14 +87,31 @@ class ParityRequestError(NnkitError):
 
 @dataclass(frozen=True)
 class ShapeCase:
-    """One set of input shapes to run: dynamic dim label -> size, and the inputs' seed."""
+    """One case to run: dynamic dim label -> size, and the inputs' seed.
+
+    A case with ``feeds`` runs those arrays (real inputs, example inputs) instead of
+    generating them; its ``seed`` is None. ``source`` says where the case came from:
+    ``generated``, ``chosen`` (``--case``), ``data`` (a file) or ``example``.
+    """
 
     name: str
     sizes: Mapping[str, int]
-    seed: int
+    seed: int | None
+    feeds: Mapping[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    source: str = "generated"
 
     def shapes(self, specs: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
+        if self.feeds is not None:
+            return {k: tuple(v.shape) for k, v in self.feeds.items()}
         return {s.name: s.shape_with(dict(self.sizes)) for s in specs}
+
+    def inputs(self, specs: Sequence[TensorSpec]) -> dict[str, np.ndarray]:
+        """The case's input arrays: its own, or generated from ``specs`` at its sizes."""
+        from nnkit.inputs import generate
+
+        if self.feeds is not None:
+            return {k: np.array(v, copy=True) for k, v in self.feeds.items()}
+        return generate(specs, sizes=self.sizes, seed=self.seed or 0)
 
 
 def larger_size(example: int) -> int:
@@ -115,9 +138,134 @@ def shape_cases(specs: Sequence[TensorSpec]) -> tuple[ShapeCase, ...]:
         {label: larger_size(ex) for label, ex in labels.items()},
     )
     return tuple(
-        ShapeCase(",".join(f"{k}={v}" for k, v in s.items()), s, seed)
-        for s, seed in zip(sizes, CASE_SEEDS, strict=True)
+        ShapeCase(_sizes_name(s), s, seed) for s, seed in zip(sizes, CASE_SEEDS, strict=True)
     )
+
+
+def _sizes_name(sizes: Mapping[str, int]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sizes.items())
+
+
+def _labels(specs: Sequence[TensorSpec]) -> dict[str, int]:
+    return {d.label: d.example for s in specs for d in s.dims if isinstance(d, Dim)}
+
+
+def chosen_cases(
+    specs: Sequence[TensorSpec], chosen: Sequence[Mapping[str, int]], *, model: str
+) -> list[ShapeCase]:
+    """Cases at chosen sizes of the dynamic dims (``--case``); a label not given takes
+    its example size. Each has a seed of its own, after the generated cases' seeds.
+
+    Raises:
+        ParityRequestError: a label the model's specs do not have.
+    """
+    labels = _labels(specs)
+    cases = []
+    for i, sizes in enumerate(chosen):
+        unknown = [k for k in sizes if k not in labels]
+        if unknown:
+            have = ", ".join(map(repr, labels)) or "none (every dim is fixed)"
+            raise ParityRequestError(
+                f"--case {_sizes_name(sizes)}: model {model!r} has no dynamic dim "
+                f"{', '.join(map(repr, unknown))}; its dynamic dims are {have}"
+            )
+        full = {k: sizes.get(k, v) for k, v in labels.items()}
+        cases.append(ShapeCase(_sizes_name(full), full, len(CASE_SEEDS) + 1 + i, source="chosen"))
+    return cases
+
+
+def load_data(data: str | Path | Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict]:
+    """Real inputs: case name -> input name -> array.
+
+    ``data`` is one ``.npz`` file (one case, named after the file), a folder of them
+    (every ``*.npz`` in it, one case each, in name order), or, from Python, a mapping
+    case name -> arrays.
+
+    Raises:
+        InputError: a missing path, a folder without ``.npz`` files, an unreadable file.
+    """
+    from nnkit.inputs import load_feeds
+
+    if isinstance(data, Mapping):
+        return {str(name): dict(feeds) for name, feeds in data.items()}
+    path = Path(data)
+    if path.is_dir():
+        files = sorted(path.glob("*.npz"))
+        if not files:
+            raise InputError(f"--data folder {str(path)!r} holds no .npz file (one per case)")
+    elif path.is_file() and path.suffix == ".npz":
+        files = [path]
+    elif path.exists():
+        raise InputError(
+            f"--data {str(path)!r} is not a .npz file or a folder of them "
+            "(one .npz per case, arrays keyed by input name)"
+        )
+    else:
+        raise InputError(f"--data {str(path)!r} does not exist")
+    return {f.name: load_feeds([(None, f)]) for f in files}
+
+
+def data_cases(
+    specs: Sequence[TensorSpec], data: Mapping[str, Mapping[str, np.ndarray]], *, model: str
+) -> list[ShapeCase]:
+    """Cases of real inputs, checked against the model's specs: names, ranks, fixed
+    dims, dtypes, one size per dynamic dim label.
+
+    Raises:
+        InputError: a case whose arrays do not fit the specs, naming the case.
+    """
+    from nnkit.backends.base import check_feeds
+
+    infos = tensor_infos(specs)
+    cases = []
+    for name, feeds in data.items():
+        try:
+            check_feeds(infos, feeds)
+        except InputError as e:
+            raise InputError(f"case {name!r} for model {model!r}: {e.format_message()}") from None
+        sizes = {
+            d.label: int(feeds[s.name].shape[axis])
+            for s in specs
+            for axis, d in enumerate(s.dims)
+            if isinstance(d, Dim)
+        }
+        cases.append(ShapeCase(name, sizes, None, feeds=feeds, source="data"))
+    return cases
+
+
+def model_cases(
+    model: ResolvedModel | ModelInfo,
+    *,
+    chosen: Sequence[Mapping[str, int]] = (),
+    data: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    generated: bool = True,
+) -> list[ShapeCase]:
+    """Every case of ``model``: generated (unless ``generated`` is False), its example
+    inputs, chosen sizes, real inputs; a case whose name is taken already is dropped.
+
+    Raises:
+        ParityRequestError: no case at all, or a chosen size the model does not have.
+        InputError: real inputs that do not fit the model.
+    """
+    cases = list(shape_cases(model.inputs)) if generated else []
+    if model.examples is not None:
+        examples = data_cases(model.inputs, {"example": model.examples}, model=model.name)
+        cases += [replace(c, source="example") for c in examples]
+    cases += chosen_cases(model.inputs, chosen, model=model.name)
+    cases += data_cases(model.inputs, data or {}, model=model.name)
+    if not cases:
+        raise ParityRequestError(
+            f"no cases to run for model {model.name!r}: give --case or --data, or let nnkit "
+            "generate cases"
+        )
+    unique: dict[str, ShapeCase] = {}
+    for case in cases:
+        if case.name in unique:
+            if case.source == "chosen":  # those sizes run already
+                continue
+            raise ParityRequestError(f"model {model.name!r} has two cases named {case.name!r}")
+        unique[case.name] = case
+    return list(unique.values())
 
 
 @dataclass
@@ -302,11 +450,15 @@ class _Plan:
 
 
 def run_parity(
-    models: Sequence[str] = (),
+    models: Sequence[str | ResolvedModel | Any] = (),
     *,
     exporters: Sequence[str] | None = None,
     backends: Sequence[str] | None = None,
     inputs: Sequence[TensorSpec] = (),
+    cases: Sequence[str | Mapping[str, int]] = (),
+    data: str | Path | Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    generated_cases: bool = True,
+    ignore_outputs: Sequence[str] = (),
     onnx: str | Path | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -326,11 +478,20 @@ def run_parity(
 
     Args:
         models: zoo names, ``file.py:Name`` or ``module:name``; the whole zoo when empty
-            (with ``onnx``: the model named in the file's metadata).
+            (with ``onnx``: the model named in the file's metadata). Also models as
+            objects: a :class:`~nnkit.resolve.ResolvedModel`
+            (:func:`~nnkit.resolve.resolve_object`), or an ``nn.Module`` with ``inputs``.
         exporters: ``dynamo`` and/or ``torchscript``; both when None.
         backends: backends to check; every one that runs here (``torch`` aside) when None.
             One asked for by name that cannot run here is refused, never dropped.
         inputs: input specs, for models outside the zoo (or to replace a zoo model's).
+        cases: chosen sizes of dynamic dims, ``"batch=1,seq=1"`` or ``{"batch": 1}``, run
+            beside the generated cases.
+        data: real inputs, run beside the generated cases: a ``.npz`` file (one case), a
+            folder of them (one case each), or a mapping case name -> input arrays.
+        generated_cases: run the generated cases too; False runs only those given
+            (``cases``, ``data``, example inputs).
+        ignore_outputs: outputs to leave out of the export and the comparison.
         onnx: check this ONNX file against the (one) model instead of exporting.
         atol: explicit absolute tolerance for every output; the scale-aware default rule
             (per model and dtype, see :mod:`nnkit.compare`) when None.
@@ -353,29 +514,48 @@ def run_parity(
             that cannot be built, a NaN, infinite or negative tolerance, a bad rule or an
             output no model has).
     """
-    from nnkit.steps import ModelRequest
-    from nnkit.worker import Worker, preload
+    from nnkit.resolve import ResolvedModel, resolve_object
+    from nnkit.spec import parse_sizes
+    from nnkit.steps import ModelRequest, register
+    from nnkit.worker import InProcess, Worker, preload
 
     start = time.perf_counter()
     policy = Tolerance(atol=atol, rtol=rtol, compare=compare or {})
+    objects = {m.name: m for m in models if isinstance(m, ResolvedModel)}
+    for m in models:
+        if not isinstance(m, (str, ResolvedModel)):
+            resolved_object = resolve_object(m, inputs=inputs, ignore_outputs=ignore_outputs)
+            objects[resolved_object.name] = resolved_object
+    refs = [m if isinstance(m, str) else m.name for m in models]
+    if len(objects) != len([m for m in models if not isinstance(m, str)]):
+        raise ParityRequestError(f"a model is named twice: {', '.join(refs)}")
     plan = _plan(
-        models,
+        refs,
         exporters=exporters,
         backends=backends,
         onnx=onnx,
         inputs=inputs,
         trust_metadata=trust_metadata,
     )
+    chosen = [parse_sizes(c) if isinstance(c, str) else dict(c) for c in cases]
+    real = load_data(data) if data is not None else None
     specs = tuple(inputs) or _metadata_specs(plan)
-    requests = [ModelRequest(ref, specs) for ref in plan.models]
+    requests = [ModelRequest(ref, specs, tuple(ignore_outputs)) for ref in plan.models]
+    # Objects cannot cross into a worker: their code runs here, as the caller's does.
+    for request in requests:
+        if request.ref in objects:
+            register(request, objects[request.ref])
     with (
-        Worker("PyTorch") as user,
+        InProcess() if objects else Worker("PyTorch") as user,
         Worker("runtimes") as runtimes,
         _folder(artifacts) as folder,
     ):
         user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
         infos = [_build(user, request, timeout) for request in requests]
         _check_compare_names(policy, infos)
+        model_case_lists = [
+            model_cases(m, chosen=chosen, data=real, generated=generated_cases) for m in infos
+        ]
         report = ParityReport(
             models=[m.name for m in infos],
             exporters=plan.exporters,
@@ -388,11 +568,10 @@ def run_parity(
         )
         total = len(infos) * len(plan.exporters) * len(plan.backends)
         counter = iter(range(1, total + 1))
-        for request, model in zip(requests, infos, strict=True):
+        for request, model, model_case_list in zip(requests, infos, model_case_lists, strict=True):
             tolerance = replace(policy, model_atol=model.atol, model_rtol=model.rtol)
-            cases = list(shape_cases(model.inputs))
-            report.cases[model.name] = cases
-            runs = _reference_runs(user, request, model, cases, timeout)
+            report.cases[model.name] = model_case_list
+            runs = _reference_runs(user, request, model, model_case_list, timeout)
             for exporter in plan.exporters:
                 record = _export(user, request, model, exporter, plan, folder, timeout)
                 report.exports.append(record)
@@ -623,6 +802,8 @@ class _CaseRun:
     feeds: dict[str, np.ndarray]
     reference: dict[str, np.ndarray] | None
     error: str = ""
+    #: Outputs left out (``ignore_outputs``): a file's outputs of these names are dropped.
+    ignored: tuple[str, ...] = ()
 
 
 def tensor_infos(specs: Sequence[TensorSpec]) -> tuple[TensorInfo, ...]:
@@ -654,21 +835,22 @@ def _reference_runs(
     timeout: float | None,
 ) -> list[_CaseRun]:
     """Run PyTorch on every case's inputs once; every exporter and backend reuses them."""
-    from nnkit.inputs import generate
     from nnkit.steps import reference_outputs
 
     runs = []
     for case in cases:
-        feeds = generate(model.inputs, sizes=case.sizes, seed=case.seed)
+        feeds = case.inputs(model.inputs)
         try:
-            ref = user.call(reference_outputs, request, feeds, timeout=timeout)
+            ref = user.call(
+                reference_outputs, request, feeds, generated=case.feeds is None, timeout=timeout
+            )
         except NnkitError as e:
             reason = e.format_message()
             if not reason.startswith("PyTorch"):
                 reason = f"PyTorch (the reference) {reason}"
             runs.append(_CaseRun(case, feeds, None, reason))
             continue
-        runs.append(_CaseRun(case, feeds, ref))
+        runs.append(_CaseRun(case, feeds, ref, ignored=model.ignored))
     return runs
 
 
@@ -830,6 +1012,10 @@ def _run_case(
         return _result(cell, run, "unsupported", e.format_message())
     except NnkitError as e:
         return _result(cell, run, "error", e.format_message())
+    if run.ignored:
+        from nnkit.binding import is_ignored
+
+        got = {k: v for k, v in got.items() if not is_ignored(k, run.ignored)}
     notes.extend(declared_shape_notes(outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
     compared = compare_outputs(run.reference, got, tolerance=tolerance)

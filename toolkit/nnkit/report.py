@@ -232,7 +232,10 @@ def to_json(report: ParityReport) -> dict[str, Any]:
         },
         "warned": report.warned,
         "cases": {
-            model: [{"name": c.name, "sizes": dict(c.sizes), "seed": c.seed} for c in cases]
+            model: [
+                {"name": c.name, "sizes": dict(c.sizes), "seed": c.seed, "source": c.source}
+                for c in cases
+            ]
             for model, cases in report.cases.items()
         },
         "cells": [

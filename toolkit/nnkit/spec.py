@@ -1,4 +1,4 @@
-"""Tensor specs: the ``name:dims[:dtype]`` syntax and dynamic dimensions.
+"""Tensor specs: the ``name:dims[:dtype][values]`` syntax and dynamic dimensions.
 
 A spec names one model input, its dimensions and its dtype. A dimension is either a
 fixed size (``3``) or a dynamic one with a label and an example size (``batch=2``)::
@@ -7,12 +7,21 @@ fixed size (``3``) or a dynamic one with a label and an example size (``batch=2`
 
 The example size is what the exporter traces with; the label becomes the symbolic
 dimension name in the ONNX file.
+
+The values nnkit generates for the input can follow, written right after the dtype (or
+after the dims when the dtype is left out): a range with closed ``[ ]`` or open ``( )``
+bounds, or a set of values::
+
+    input_ids:batch=2xseq=16:int64[0,30522)      token ids 0 .. 30521
+    attention_mask:batch=2xseq=16:int64{0,1}      only 0 or 1
+    x:batch=2x3:float32[-1,1]                     uniform in -1 .. 1
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from nnkit.errors import SpecError
 
@@ -32,6 +41,18 @@ DTYPES = (
 DEFAULT_DTYPE = "float32"
 
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: A value range or set at the end of a spec: ``[0,10)``, ``(0,1]``, ``{0,1}``.
+_VALUES = re.compile(r"(?P<values>[\[(][^\[\](){}]*[\])]|\{[^\[\](){}]*\})$")
+#: The values each numeric dtype can hold: (lowest, highest).
+_LIMITS: dict[str, tuple[float, float]] = {
+    **{f"int{b}": (-(2 ** (b - 1)), 2 ** (b - 1) - 1) for b in (8, 16, 32, 64)},
+    "uint8": (0, 255),
+    "float16": (-65504.0, 65504.0),
+    "bfloat16": (-3.3895313892515355e38, 3.3895313892515355e38),
+    "float32": (-3.4028234663852886e38, 3.4028234663852886e38),
+    "float64": (-1.7976931348623157e308, 1.7976931348623157e308),
+    "bool": (0, 1),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +67,47 @@ class Dim:
 
 
 DimLike = int | Dim
+Number = int | float
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """Generated values lie between ``low`` and ``high``; each bound closed or open.
+
+    Integers are drawn uniformly from the whole numbers in the range; floats uniformly
+    from it (an open bound is never drawn).
+    """
+
+    low: Number
+    high: Number
+    low_closed: bool = True
+    high_closed: bool = True
+
+    @property
+    def int_bounds(self) -> tuple[int, int]:
+        """The smallest and largest whole number in the range."""
+        lo = math.ceil(self.low) if self.low_closed else math.floor(self.low) + 1
+        hi = math.floor(self.high) if self.high_closed else math.ceil(self.high) - 1
+        return int(lo), int(hi)
+
+    def __str__(self) -> str:
+        return (
+            f"{'[' if self.low_closed else '('}{_number(self.low)},"
+            f"{_number(self.high)}{']' if self.high_closed else ')'}"
+        )
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """Generated values are drawn uniformly from ``values``."""
+
+    values: tuple[Number, ...]
+
+    def __str__(self) -> str:
+        return "{" + ",".join(_number(v) for v in self.values) + "}"
+
+
+Values = ValueRange | ValueSet
 
 
 @dataclass(frozen=True)
@@ -55,8 +117,8 @@ class TensorSpec:
     name: str
     dims: tuple[DimLike, ...]
     dtype: str = DEFAULT_DTYPE
-    #: Inclusive value range for generated integer inputs (token ids, class indices).
-    value_range: tuple[int, int] | None = field(default=None, compare=False)
+    #: The values generated for this input (token ids, masks); the dtype's default when None.
+    value_range: Values | None = None
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -74,7 +136,7 @@ class TensorSpec:
 
     def __str__(self) -> str:
         dims = "x".join(str(d) for d in self.dims) if self.dims else "scalar"
-        return f"{self.name}:{dims}:{self.dtype}"
+        return f"{self.name}:{dims}:{self.dtype}{self.value_range or ''}"
 
 
 def parse_dim(text: str, *, spec: str) -> DimLike:
@@ -102,12 +164,22 @@ def parse_dim(text: str, *, spec: str) -> DimLike:
 
 
 def parse_spec(text: str) -> TensorSpec:
-    """Parse ``name:dims[:dtype]``, dims joined by ``x``; ``scalar`` for rank 0.
+    """Parse ``name:dims[:dtype][values]``, dims joined by ``x``; ``scalar`` for rank 0.
+
+    ``values`` is a range (``[0,30522)``, ``[-1.5,1.5]``) or a set (``{0,1}``) of the
+    values to generate; see :class:`ValueRange` and :class:`ValueSet`.
 
     Raises:
         SpecError: the text is not a spec; the message shows the expected form.
     """
-    parts = text.split(":")
+    match = _VALUES.search(text)
+    body, values_text = (text[: match.start()], match["values"]) if match else (text, "")
+    if not match and any(c in text for c in "[]{}()"):
+        raise SpecError(
+            f"bad values in spec {text!r}: after the dtype comes a range [low,high] "
+            "(( ) for open bounds) or a set {a,b}, e.g. input_ids:batch=2x16:int64[0,30522)"
+        )
+    parts = body.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise SpecError(
             f"bad input spec {text!r}: expected name:dims[:dtype], e.g. x:batch=2x3x32x32:float32"
@@ -126,7 +198,84 @@ def parse_spec(text: str) -> TensorSpec:
     labels = [d.label for d in dims if isinstance(d, Dim)]
     if len(labels) != len(set(labels)):
         raise SpecError(f"bad input spec {text!r}: a label names one dimension of a tensor")
-    return TensorSpec(name, dims, dtype)
+    values = parse_values(values_text, dtype=dtype, spec=text) if values_text else None
+    return TensorSpec(name, dims, dtype, values)
+
+
+def parse_values(text: str, *, dtype: str, spec: str) -> Values:
+    """Parse a value range (``[lo,hi]``, ``[lo,hi)``, ``(lo,hi]``) or set (``{a,b}``).
+
+    Raises:
+        SpecError: a bound or member that is not a number of ``dtype``, an empty range,
+            ``lo > hi``, or values ``dtype`` cannot hold.
+    """
+    where = f"in spec {spec!r}"
+    if dtype not in _LIMITS:
+        raise SpecError(f"dtype {dtype} takes no value range {where}")
+    items = [t.strip() for t in text[1:-1].split(",")]
+    if text.startswith("{"):
+        if items == [""]:
+            raise SpecError(f"empty value set {text!r} {where}: name at least one value")
+        members = tuple(_parse_number(t, dtype=dtype, where=where) for t in items)
+        if len(set(members)) != len(members):
+            raise SpecError(f"value set {text!r} {where} names a value twice")
+        for v in members:
+            _check_limits(v, dtype=dtype, what=f"value {_number(v)}", where=where)
+        return ValueSet(members)
+    if dtype == "bool":
+        raise SpecError(
+            f"bool input {where} takes a set, not a range: {{0,1}} (the default), {{1}} or {{0}}"
+        )
+    if len(items) != 2:
+        raise SpecError(
+            f"bad value range {text!r} {where}: expected [low,high], with [ ] for closed and "
+            "( ) for open bounds, e.g. [0,30522)"
+        )
+    low, high = (_parse_number(t, dtype=dtype, where=where) for t in items)
+    values = ValueRange(low, high, text[0] == "[", text[-1] == "]")
+    if low > high:
+        raise SpecError(f"value range {text!r} {where} has low > high")
+    integer = isinstance(low, int)
+    empty = (
+        values.int_bounds[0] > values.int_bounds[1]
+        if integer
+        else low == high and not (values.low_closed and values.high_closed)
+    )
+    if empty:
+        raise SpecError(f"value range {text!r} {where} holds no {dtype} value")
+    ends = values.int_bounds if integer else (low, high)
+    for v in ends:
+        _check_limits(v, dtype=dtype, what=f"value range {text!r}", where=where)
+    return values
+
+
+def _parse_number(text: str, *, dtype: str, where: str) -> Number:
+    if dtype == "bool" and text.lower() in ("true", "false"):
+        return int(text.lower() == "true")
+    if dtype == "bool" or dtype.startswith(("int", "uint")):
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise SpecError(f"bad value {text!r} {where}: {dtype} values are whole numbers")
+        return int(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise SpecError(f"bad value {text!r} {where}: {dtype} values are numbers") from None
+    if not math.isfinite(value):
+        raise SpecError(f"bad value {text!r} {where}: values are finite numbers")
+    return value
+
+
+def _check_limits(value: Number, *, dtype: str, what: str, where: str) -> None:
+    lo, hi = _LIMITS[dtype]
+    if not lo <= value <= hi:
+        raise SpecError(
+            f"{what} {where} is outside what {dtype} holds ({_number(lo)} .. {_number(hi)})"
+        )
+
+
+def _number(value: Number) -> str:
+    """A number as a spec writes it: ints plainly, floats so they read back the same."""
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 def parse_shape_override(text: str) -> tuple[str, tuple[int, ...]]:
@@ -140,6 +289,26 @@ def parse_shape_override(text: str) -> tuple[str, tuple[int, ...]]:
             raise SpecError(f"bad shape {text!r}: dims are sizes joined by x, e.g. x:4x3x32x32")
         dims.append(int(d))
     return name, tuple(dims)
+
+
+def parse_sizes(text: str) -> dict[str, int]:
+    """Parse chosen sizes of dynamic dims, ``batch=1,seq=1`` (for ``--case``).
+
+    Raises:
+        SpecError: not ``label=N`` pairs joined by commas, N a positive size.
+    """
+    sizes: dict[str, int] = {}
+    for item in text.split(","):
+        label, sep, size = (part.strip() for part in item.partition("="))
+        if not sep or not _LABEL.match(label) or not size.isdigit() or int(size) < 1:
+            raise SpecError(
+                f"bad case {text!r}: expected sizes of dynamic dims as label=N joined by "
+                "commas, e.g. batch=1,seq=128"
+            )
+        if label in sizes:
+            raise SpecError(f"bad case {text!r}: {label!r} is given twice")
+        sizes[label] = int(size)
+    return sizes
 
 
 def check_unique_names(specs: list[TensorSpec]) -> None:

@@ -31,7 +31,7 @@ class ParsedType(click.ParamType):
 
 
 class SpecType(ParsedType):
-    """``name:dims[:dtype]``, e.g. ``x:batch=2x3x32x32:float32``."""
+    """``name:dims[:dtype][values]``, e.g. ``x:batch=2x3x32x32:float32``."""
 
     name = "SPEC"
 
@@ -92,6 +92,18 @@ def timeout_option(what: str) -> Callable[[F], F]:
         show_default=True,
         help=f"Seconds {what} may take before it is stopped and reported as an error, with "
         "where it was stuck (0: no limit).",
+    )
+
+
+def ignore_output_option() -> Callable[[F], F]:
+    """``--ignore-output NAME``, repeatable: outputs neither exported nor compared."""
+    return click.option(
+        "--ignore-output",
+        "ignore_outputs",
+        multiple=True,
+        metavar="NAME",
+        help="Leave this output out of the export and the comparison: an output's name, or "
+        "a group of them (past_key_values drops past_key_values.0.0, ...); repeatable.",
     )
 
 

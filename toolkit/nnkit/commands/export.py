@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import exporter_option, input_spec_option, timeout_option
+from nnkit.commands._options import (
+    exporter_option,
+    ignore_output_option,
+    input_spec_option,
+    timeout_option,
+)
 from nnkit.render import human_bytes
 
 
@@ -28,9 +33,11 @@ from nnkit.render import human_bytes
     help="ONNX opset [default: the exporter's].",
 )
 @input_spec_option(
-    "Input spec name:dims[:dtype], dims joined by x; label=N is dynamic with example size N "
-    "(x:batch=2x3x32x32:float32). Required outside the zoo; repeat per input."
+    "Input spec name:dims[:dtype][values], dims joined by x; label=N is dynamic with example "
+    "size N; values a range [0,30522) or set {0,1} (x:batch=2x3x32x32:float32). Required "
+    "outside the zoo; repeat per input, named after forward's parameter it feeds."
 )
+@ignore_output_option()
 @click.option("--verbose", is_flag=True, help="Show the exporter's own console output.")
 @click.option(
     "--keep-stack-traces",
@@ -45,6 +52,7 @@ def command(
     exporter: str,
     opset: int | None,
     inputs: tuple,
+    ignore_outputs: tuple[str, ...],
     verbose: bool,
     keep_stack_traces: bool,
     timeout: float,
@@ -63,6 +71,7 @@ def command(
         model,
         out,
         inputs=tuple(inputs),
+        ignore_outputs=tuple(ignore_outputs),
         timeout=timeout,
         verbose=verbose,
         exporter=exporter,

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nnkit.commands._options import CommaList, ParsedType, input_spec_option, timeout_option
+from nnkit.commands._options import (
+    CommaList,
+    ParsedType,
+    ignore_output_option,
+    input_spec_option,
+    timeout_option,
+)
 
 if TYPE_CHECKING:
     from nnkit.compare import Rule
@@ -42,9 +48,32 @@ class CompareType(ParsedType):
     "runs here, probed for real]. One named that cannot run here is an error (exit 2).",
 )
 @input_spec_option(
-    "Input spec name:dims[:dtype] (x:batch=2x3x32x32), for a model outside the zoo; "
-    "repeat per input. Dynamic dims (label=N) are run at N, 1 and a larger odd size."
+    "Input spec name:dims[:dtype][values] (x:batch=2x3x32x32, ids:batch=2xseq=16:int64[0,30522), "
+    "mask:batch=2xseq=16:int64{0,1}), for a model outside the zoo; repeat per input, named "
+    "after forward's parameter it feeds. Dynamic dims (label=N) are run at N, 1 and a larger "
+    "odd size."
 )
+@click.option(
+    "--case",
+    "cases",
+    multiple=True,
+    metavar="SIZES",
+    help="Also run the dynamic dims at these sizes, e.g. --case batch=1,seq=128 (a dim not "
+    "named keeps its example size); repeatable.",
+)
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also run real inputs: a .npz file (one case) or a folder of .npz files (one case "
+    "each, named after the file), arrays keyed by input name.",
+)
+@click.option(
+    "--no-generated-cases",
+    is_flag=True,
+    help="Run only the cases given with --case and --data, not the generated ones.",
+)
+@ignore_output_option()
 @click.option(
     "--onnx",
     "onnx_file",
@@ -117,6 +146,10 @@ def command(
     exporters: list[str] | None,
     backends: list[str] | None,
     inputs: tuple,
+    cases: tuple[str, ...],
+    data: Path | None,
+    no_generated_cases: bool,
+    ignore_outputs: tuple[str, ...],
     onnx_file: Path | None,
     atol: float | None,
     rtol: float | None,
@@ -135,11 +168,12 @@ def command(
     MODEL is a zoo name (default: the whole zoo), path/to/file.py:Name or
     package.module:name. Each model is exported once per exporter; each backend loads the
     file once and runs every shape case (the example sizes, every dynamic dim at 1, and
-    at a larger odd size), on seeded inputs PyTorch runs too. Every output is compared:
-    shapes exactly, NaN/Inf in the same places, values by the scale-aware rule
-    |got-ref| <= atol*rms(ref) + rtol*|ref| and ||got-ref|| <= atol*||ref|| (--atol/--rtol
-    are explicit absolute overrides; --compare changes one output's rule). A reference
-    that is a weak judge (all zeros, constant, below resolution, ties) is a warning.
+    at a larger odd size), on seeded inputs PyTorch runs too, and the cases given with
+    --case and --data. Every output is compared: shapes exactly, NaN/Inf in the same
+    places, values by the scale-aware rule |got-ref| <= atol*rms(ref) + rtol*|ref| and
+    ||got-ref|| <= atol*||ref|| (--atol/--rtol are explicit absolute overrides; --compare
+    changes one output's rule). A reference that is a weak judge (all zeros, constant,
+    below resolution, ties) is a warning.
 
     \b
     Status per cell: pass, mismatch (numbers differ, or the file does not run at a
@@ -153,6 +187,7 @@ def command(
     from nnkit.fsutil import check_writable
     from nnkit.parity import run_parity
     from nnkit.report import Progress, render_console, write_json, write_junit, write_markdown
+    from nnkit.spec import parse_sizes
 
     writers = [
         (path, write)
@@ -177,6 +212,10 @@ def command(
             exporters=exporters,
             backends=backends,
             inputs=inputs,
+            cases=[parse_sizes(c) for c in cases],
+            data=data,
+            generated_cases=not no_generated_cases,
+            ignore_outputs=ignore_outputs,
             onnx=onnx_file,
             atol=atol,
             rtol=rtol,
