@@ -196,3 +196,23 @@ def test_magnitudes_are_in_the_json_of_passing_results_and_verbose_console(mixed
     assert "details (every cell):" in verbose and verbose.count("'y' pass (allclose)") == 6
     failing = render_console(bad)
     assert "max|ref|=" in failing and "rms(got)=" in failing
+
+
+def test_one_reason_for_every_backend_is_said_once(zoo_file, tmp_path: Path) -> None:
+    # An export that failed is one reason shared by every backend's cell.
+    model = tmp_path / "branchy.py"
+    model.write_text(
+        "import torch\n"
+        "class Branchy(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return x * 2 if x.sum() > 0 else x - 1\n"
+    )
+    report = run_parity(
+        [f"{model}:Branchy"],
+        inputs=[parse_spec("x:batch=2x3")],
+        exporters=["dynamo"],
+        backends=["cpu", "reference"],
+    )
+    text = render_console(report)
+    assert text.count("export failed") == 1
+    assert "/ dynamo / cpu, reference: error" in text

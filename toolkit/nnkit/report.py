@@ -89,19 +89,37 @@ def verdict_line(report: ParityReport) -> str:
 
 
 def problems(report: ParityReport) -> list[str]:
-    """One block per cell that did not pass: each case's reason and numbers."""
-    lines: list[str] = []
+    """One block per cell that did not pass: each case's reason and numbers.
+
+    Cells of one model and exporter that failed every case for one reason (an export
+    that failed fails every backend alike) share one block, so a long reason is said once.
+    """
+    blocks: list[tuple[str, str, str, str] | list[str]] = []
+    shared: dict[tuple[str, str, str, str], list[str]] = {}
     for cell in report.cells():
         if cell:
             continue
-        lines.append(f"{cell.model} / {cell.exporter} / {cell.backend}: {cell.status}")
         messages = {r.message for r in cell.results if not r}
         if len(messages) == 1 and all(not r for r in cell.results):
-            lines.extend(_indent(f"all cases: {messages.pop()}", 2))
+            key = (cell.model, cell.exporter, cell.status, messages.pop())
+            if key not in shared:
+                shared[key] = []
+                blocks.append(key)
+            shared[key].append(cell.backend)
             continue
+        block = [f"{cell.model} / {cell.exporter} / {cell.backend}: {cell.status}"]
         for r in cell.results:
             if not r:
-                lines.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
+                block.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
+        blocks.append(block)
+    lines: list[str] = []
+    for block in blocks:
+        if isinstance(block, list):
+            lines.extend(block)
+            continue
+        model, exporter, status, message = block
+        lines.append(f"{model} / {exporter} / {', '.join(shared[block])}: {status}")
+        lines.extend(_indent(f"all cases: {message}", 2))
     return lines
 
 
