@@ -173,6 +173,7 @@ def output_axes(model: ResolvedModel) -> dict[str, dict[int, str]]:
     """
     import torch
 
+    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
     from nnkit.resolve import flatten_outputs
 
@@ -180,7 +181,7 @@ def output_axes(model: ResolvedModel) -> dict[str, dict[int, str]]:
         arrays = generate(model.inputs, sizes=sizes)
         try:
             with torch.inference_mode():
-                result = model.module(*(torch.from_numpy(arrays[s.name]) for s in model.inputs))
+                result = model.module(*(to_torch(arrays[s.name]) for s in model.inputs))
         except Exception:
             return None
         return [tuple(t.shape) for t in flatten_outputs(result)]

@@ -201,12 +201,11 @@ def _import_module(where: str) -> Any:
 
 def example_args(model: ResolvedModel, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Seeded example tensors at the specs' example sizes, in input order."""
-    import torch
-
+    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
 
     arrays = generate(model.inputs, seed=seed)
-    return tuple(torch.from_numpy(arrays[s.name]) for s in model.inputs)
+    return tuple(to_torch(arrays[s.name]) for s in model.inputs)
 
 
 def flatten_outputs(result: Any) -> list[torch.Tensor]:
