@@ -247,20 +247,9 @@ def _copied(value: Any) -> Any:
 
 # -- nnkit, through its command line -----------------------------------------------------
 
-#: The ml_dtypes numpy has no dtype for, and the bits of each value.
-LOW_PRECISION_BITS = {
-    "bfloat16": 16,
-    "float8_e4m3fn": 8,
-    "float8_e4m3fnuz": 8,
-    "float8_e5m2": 8,
-    "float8_e5m2fnuz": 8,
-    "float8_e8m0fnu": 8,
-    "float4_e2m1fn": 4,
-    "int4": 4,
-    "uint4": 4,
-    "int2": 2,
-    "uint2": 2,
-}
+def low_precision(dtype: np.dtype) -> bool:
+    """A dtype numpy lacks, which ``ml_dtypes`` provides (bfloat16, float8, int4 ...)."""
+    return dtype.type.__module__.split(".")[0] == "ml_dtypes"
 
 
 def feed_array(arr: np.ndarray) -> np.ndarray:
@@ -269,7 +258,7 @@ def feed_array(arr: np.ndarray) -> np.ndarray:
     byte for the 4- and 2-bit ones (``np.savez`` cannot write float8_e5m2 as it is)."""
     if arr.dtype.kind == "O":
         return np.array(_strings(arr), dtype=str).reshape(arr.shape)
-    if str(arr.dtype) in LOW_PRECISION_BITS:
+    if low_precision(arr.dtype):
         return arr.view(np.uint16 if arr.dtype.itemsize == 2 else np.uint8)
     return arr
 
@@ -279,13 +268,12 @@ def same_bits(nnkit_value: Any, direct_value: Any) -> bool:
     (OpenVINO gives float8 as uint8, bfloat16 as float16 bits, int4 packed)."""
     if not (isinstance(nnkit_value, np.ndarray) and isinstance(direct_value, np.ndarray)):
         return False
-    bits = LOW_PRECISION_BITS.get(str(nnkit_value.dtype))
-    if bits is None:
+    if not low_precision(nnkit_value.dtype):
         return False
     raw = np.ascontiguousarray(direct_value).view(np.uint8).ravel()
-    if bits >= 8:
+    if raw.size == nnkit_value.nbytes:
         return np.array_equal(np.ascontiguousarray(nnkit_value).view(np.uint8).ravel(), raw)
-    from nnkit.values import pack_bits
+    from nnkit.values import pack_bits  # packed 4- or 2-bit values
 
     return np.array_equal(pack_bits(nnkit_value), raw)
 

@@ -168,6 +168,8 @@ def test_a_sequence_is_its_element_keys_and_an_empty_optional_no_key():
         ({"s.0": np.arange(2), "s.2": np.arange(2)}, "element s.1 is missing"),
         ({"s.0": np.arange(2), "s.len": np.array(2)}, "'s.len' says 2, 1 elements given"),
         ({"s": np.arange(2)}, "give its elements as 's.0', 's.1'"),
+        ({"s": [np.arange(2)], "s.0": np.arange(2)}, "given twice"),
+        ({"s.len": np.array(0), "x.1": np.arange(2)}, "unexpected 'x.1'"),
         ({}, "missing 's'"),
         ({"s.len": np.array(0), "t": np.arange(2)}, "unexpected 't'"),
     ],

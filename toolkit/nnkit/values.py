@@ -150,13 +150,6 @@ def value_dtype(value: Value) -> str:
     return "-" if value is None else dtype_name(np.asarray(value))
 
 
-def kind_of(value: Value) -> str:
-    """``tensor``, ``sequence`` or ``none`` (an empty optional)."""
-    if value is None:
-        return "none"
-    return "sequence" if isinstance(value, list) else "tensor"
-
-
 def pack_bits(arr: np.ndarray) -> np.ndarray:
     """A 4- or 2-bit array packed as runtimes hold it: ``uint8``, the first value in the
     lowest bits (ONNX's layout for int4, uint4, float4e2m1, int2, uint2)."""
@@ -289,33 +282,26 @@ def _bind_one(
                 "(tensors, sequences of tensors and optionals only)"
             )
         return _MISSING
-    elements = _sequence_keys(info.name, given, names)
+    elements = _sequence_keys(info.name, given, names) if info.is_sequence else None
     if info.name in given:
-        used.add(info.name)
         value = given[info.name]
-        if info.is_sequence and not isinstance(value, list | type(None)):
-            if not elements:
-                raise InputError(
-                    f"{label} is a {info.type_text()}: give its elements as "
-                    f"{info.name + '.0'!r}, {info.name + '.1'!r}, ... (and "
-                    f"{info.name + LEN_SUFFIX!r} = 0 for an empty one), not one array"
-                )
-        else:
-            return _convert(value, info, label)
-    if info.is_sequence and elements is not None:
-        used.update(elements.keys)
-        return [
-            _convert_tensor(given[k], info, f"{label}[{i}]") for i, k in enumerate(elements.order)
-        ]
+        if info.is_sequence and isinstance(value, np.ndarray):
+            raise InputError(
+                f"{label} is a {info.type_text()}: give its elements as "
+                f"{info.name + '.0'!r}, {info.name + '.1'!r}, ... (and "
+                f"{info.name + LEN_SUFFIX!r} = 0 for an empty one), not one array"
+            )
+        if elements is not None:
+            raise InputError(f"{label} is given twice: as {info.name!r} and as its elements")
+        used.add(info.name)
+        return _convert(value, info, label)
+    if elements is not None:
+        order, keys = elements
+        used.update(keys)
+        return [_convert_tensor(given[k], info, f"{label}[{i}]") for i, k in enumerate(order)]
     if info.is_optional:
         return None
     return _MISSING
-
-
-class _Elements:
-    def __init__(self, order: list[str], keys: list[str]) -> None:
-        self.order = order
-        self.keys = keys
 
 
 def _element_index(key: str, name: str) -> int | None:
@@ -326,8 +312,11 @@ def _element_index(key: str, name: str) -> int | None:
     return int(rest) if rest.isdigit() and (rest == "0" or not rest.startswith("0")) else None
 
 
-def _sequence_keys(name: str, given: Mapping[str, Any], names: set[str]) -> _Elements | None:
-    """The keys ``name.0`` ... ``name.N-1`` (and ``name.len``) in ``given``, checked."""
+def _sequence_keys(
+    name: str, given: Mapping[str, Any], names: set[str]
+) -> tuple[list[str], list[str]] | None:
+    """The element keys ``name.0`` ... ``name.N-1`` of a sequence in ``given``, in order,
+    and every key it takes (``name.len`` too), checked; None when there are none."""
     found = {
         index: key
         for key in given
@@ -349,7 +338,7 @@ def _sequence_keys(name: str, given: Mapping[str, Any], names: set[str]) -> _Ele
                 f"{len(found)} elements given"
             )
         keys.append(length_key)
-    return _Elements([found[i] for i in range(len(found))], keys)
+    return [found[i] for i in range(len(found))], keys
 
 
 def _convert(value: Any, info: TensorInfo, label: str) -> Value:
@@ -492,8 +481,8 @@ def group_values(arrays: Mapping[str, np.ndarray]) -> dict[str, Value]:
     for name in sorted(sequences):
         elements = _sequence_keys(name, arrays, set())
         if elements is not None:
-            out[name] = [arrays[k] for k in elements.order]
-            taken.update(elements.keys)
+            out[name] = [arrays[k] for k in elements[0]]
+            taken.update(elements[1])
     for key, arr in arrays.items():
         if key not in taken and key != META_KEY:
             out[key] = arr

@@ -1,7 +1,8 @@
 """The one interface every runtime implements.
 
-A backend loads a model, runs a dict of named numpy arrays and returns a dict of named
-arrays, then closes. :meth:`Backend.run` checks state and feeds once, against the
+A backend loads a model, runs a dict of named values and returns a dict of named values,
+then closes; a value is a numpy array, a list of arrays (an ONNX sequence) or None (an
+empty optional), as :mod:`nnkit.values` defines. :meth:`Backend.run` checks state and feeds once, against the
 model's declared inputs, then calls the subclass hook :meth:`Backend.run_impl`; each
 runtime writes only its part. Timing belongs to the harness (``nnkit.bench``), never
 to a backend: :meth:`prepare` / :meth:`run_prepared` let the harness time exactly the
@@ -127,25 +128,25 @@ class Backend(abc.ABC):
         A value is an array, a list of arrays (a sequence), or None (an empty optional):
         see :mod:`nnkit.values`.
         """
-        self._require_loaded()
-        check_feeds(self.inputs, feeds)
-        try:
-            return self.run_impl(dict(feeds))
-        except NnkitError:
-            raise
-        except Exception as e:
-            raise self.error(f"cannot run {self.path}", e) from e
+        return self._checked_call(self.run_impl, feeds, f"cannot run {self.path}")
 
     def prepare(self, feeds: Mapping[str, Any]) -> Any:
         """Check ``feeds`` and put them where the runtime reads them; for timed runs."""
+        return self._checked_call(
+            self.prepare_impl, feeds, f"cannot take the inputs of {self.path}"
+        )
+
+    def _checked_call(self, hook: Any, feeds: Mapping[str, Any], what: str) -> Any:
+        """``hook(feeds)`` once loaded and the feeds checked; a runtime's own exception
+        becomes this backend's :class:`BackendError` (``what``: the cause), ours pass."""
         self._require_loaded()
         check_feeds(self.inputs, feeds)
         try:
-            return self.prepare_impl(dict(feeds))
+            return hook(dict(feeds))
         except NnkitError:
             raise
         except Exception as e:
-            raise self.error(f"cannot take the inputs of {self.path}", e) from e
+            raise self.error(what, e) from e
 
     def run_prepared(self, prepared: Any) -> Any:
         """Run on what :meth:`prepare` returned; the result stays where the runtime put it.
@@ -155,8 +156,8 @@ class Backend(abc.ABC):
         """
         return self.run_impl(prepared)
 
-    def fetch(self, result: Any) -> dict[str, np.ndarray]:
-        """What :meth:`run_prepared` returned, as output name -> numpy array (on the host)."""
+    def fetch(self, result: Any) -> dict[str, Any]:
+        """What :meth:`run_prepared` returned, as output name -> value (on the host)."""
         return {name: fetched(value) for name, value in result.items()}
 
     def close(self) -> None:
@@ -178,10 +179,10 @@ class Backend(abc.ABC):
         """Create the runtime's session for ``self.path``."""
 
     @abc.abstractmethod
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run on checked feeds; return every output by name, as numpy arrays."""
+    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Run on checked feeds; return every output by name, as values (:func:`fetched`)."""
 
-    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> Any:
+    def prepare_impl(self, feeds: dict[str, Any]) -> Any:
         return feeds
 
     def close_impl(self) -> None:  # noqa: B027 - optional hook
