@@ -247,6 +247,7 @@ def _copied(value: Any) -> Any:
 
 # -- nnkit, through its command line -----------------------------------------------------
 
+
 def low_precision(dtype: np.dtype) -> bool:
     """A dtype numpy lacks, which ``ml_dtypes`` provides (bfloat16, float8, int4 ...)."""
     return dtype.type.__module__.split(".")[0] == "ml_dtypes"
