@@ -29,8 +29,9 @@ def test_valid_zoo_file_summary(zoo_file):
     result = check_file(zoo_file("combinednn", "dynamo"))
     assert result
     s = result.summary
-    assert s.inputs == [{"name": "x", "shape": ["batch", 3, 32, 32], "dtype": "float32"}]
-    assert s.outputs == [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}]
+    plain = {"kind": "tensor", "type": "float32"}
+    assert s.inputs == [{"name": "x", "shape": ["batch", 3, 32, 32], "dtype": "float32", **plain}]
+    assert s.outputs == [{"name": "logits", "shape": ["batch", 10], "dtype": "float32", **plain}]
     # conv 16*3*3*3+16, fc1 4096*120+120, fc2 120*84+84, fc3 84*10+10
     assert s.parameter_count == 448 + 491640 + 10164 + 850
     assert s.operators["Conv"] == 1 and s.operators["MaxPool"] == 1

@@ -44,6 +44,8 @@ def test_save_writes_every_output_and_json_says_so(lstm, tmp_path):
             "source": "random",
             "nan_count": 0,
             "inf_count": 0,
+            "kind": "tensor",
+            "length": None,
         }
     ]
     assert list(data["outputs"][0]) == [
@@ -55,6 +57,10 @@ def test_save_writes_every_output_and_json_says_so(lstm, tmp_path):
         "mean",
         "nan_count",
         "inf_count",
+        "kind",
+        "length",
+        "elements",
+        "values",
     ]
     with np.load(out) as saved:
         assert saved.files == ["output", "h_n", "c_n"]

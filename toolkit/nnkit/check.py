@@ -208,16 +208,31 @@ def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
 
 def _info_dict(value: onnx.ValueInfoProto) -> dict[str, Any]:
     info = value_info(value)
-    return {"name": info.name, "shape": list(info.dims), "dtype": info.dtype}
+    return {
+        "name": info.name,
+        "shape": list(info.dims) if info.ranked else None,
+        "dtype": info.dtype,
+        "kind": info.kind,
+        "type": info.type_text(),
+    }
 
 
 def value_info(value: onnx.ValueInfoProto) -> TensorInfo:
-    """A :class:`TensorInfo` from an ONNX value declaration."""
+    """A :class:`TensorInfo` from an ONNX value declaration.
+
+    A sequence or an optional is described by its kind and its tensor's dims and dtype;
+    a type nnkit cannot feed (a map, a sparse tensor) by its ONNX type, in ``kind``.
+    """
     from nnkit.backends.base import TensorInfo
 
-    t = value.type.tensor_type
+    wrappers, inner = _unwrap(value.type)
+    which = inner.WhichOneof("value")
+    if which not in ("tensor_type", None):
+        return TensorInfo(value.name, (), "undefined", _type_text(value.type))
+    t = inner.tensor_type
     dims: list[int | str | None] = []
-    if t.HasField("shape"):
+    ranked = t.HasField("shape")
+    if ranked:
         for d in t.shape.dim:
             if d.HasField("dim_value"):
                 dims.append(int(d.dim_value))
@@ -225,13 +240,51 @@ def value_info(value: onnx.ValueInfoProto) -> TensorInfo:
                 dims.append(d.dim_param)
             else:
                 dims.append(None)
-    return TensorInfo(value.name, tuple(dims), onnx_dtype_name(t.elem_type))
+    kind = " ".join(wrappers) or "tensor"
+    if kind not in ("tensor", "sequence", "optional", "optional sequence"):
+        kind = _type_text(value.type)
+    return TensorInfo(value.name, tuple(dims), onnx_dtype_name(t.elem_type), kind, ranked)
+
+
+def _unwrap(type_proto: onnx.TypeProto) -> tuple[list[str], onnx.TypeProto]:
+    """The sequence/optional wrappers around a type (outermost first), and what they hold."""
+    wrappers = []
+    while True:
+        which = type_proto.WhichOneof("value")
+        if which == "sequence_type":
+            wrappers.append("sequence")
+            type_proto = type_proto.sequence_type.elem_type
+        elif which == "optional_type":
+            wrappers.append("optional")
+            type_proto = type_proto.optional_type.elem_type
+        else:
+            return wrappers, type_proto
+
+
+def _type_text(type_proto: onnx.TypeProto) -> str:
+    """A type in ONNX's notation on nnkit's dtype names: ``map(int64, seq(float32))``."""
+    which = type_proto.WhichOneof("value")
+    if which == "tensor_type":
+        return onnx_dtype_name(type_proto.tensor_type.elem_type)
+    if which == "sparse_tensor_type":
+        return f"sparse_tensor({onnx_dtype_name(type_proto.sparse_tensor_type.elem_type)})"
+    if which == "sequence_type":
+        return f"seq({_type_text(type_proto.sequence_type.elem_type)})"
+    if which == "optional_type":
+        return f"optional({_type_text(type_proto.optional_type.elem_type)})"
+    if which == "map_type":
+        key = onnx_dtype_name(type_proto.map_type.key_type)
+        return f"map({key}, {_type_text(type_proto.map_type.value_type)})"
+    return which or "undefined"
 
 
 def onnx_dtype_name(elem_type: int) -> str:
-    """The numpy name of an ONNX element type (``float32``), or ONNX's name where numpy has none."""
+    """The numpy name of an ONNX element type (``float32``); ``string`` for strings, the
+    ``ml_dtypes`` name where numpy has none (``bfloat16``), else ONNX's name."""
     import onnx
 
+    if elem_type == onnx.TensorProto.STRING:
+        return "string"
     try:
         np_dtype = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
     except (KeyError, ValueError):

@@ -242,6 +242,7 @@ def probe_output_dims(model: ResolvedModel) -> ProbedDims:
     """
     import torch
 
+    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
     from nnkit.resolve import flatten_outputs
 
@@ -249,7 +250,7 @@ def probe_output_dims(model: ResolvedModel) -> ProbedDims:
         arrays = generate(model.inputs, sizes=sizes, seed=seed)
         try:
             with torch.inference_mode():
-                result = model.module(*(torch.from_numpy(arrays[s.name]) for s in model.inputs))
+                result = model.module(*(to_torch(arrays[s.name]) for s in model.inputs))
         except Exception:
             return None
         return [tuple(t.shape) for t in flatten_outputs(result)]

@@ -48,7 +48,16 @@ def resolve_shapes(
     symbols: dict[str, int] = {}
     for info in declared:
         shape = overrides.get(info.name)
+        if info.is_sequence or info.unsupported:
+            continue  # never generated: declared_arrays says what to give instead
         if shape is None:
+            if not info.ranked:
+                raise SpecError(
+                    f"input {info.name!r} has no declared shape: give one with "
+                    f"--shape {info.name}:DIMS, or the input with --input"
+                )
+            continue
+        if not info.ranked:
             continue
         if len(shape) != len(info.dims):
             raise SpecError(
@@ -88,38 +97,84 @@ def random_feeds(
     return declared_arrays(declared, resolve_shapes(declared, shapes), seed=seed)
 
 
+#: Strings of a string output shown (``nnkit infer``) or kept in ``--json``, at most.
+SHOWN_STRINGS = 20
+
+
 @dataclass(frozen=True)
 class OutputStats:
-    """What a person wants to see of an output array. Statistics over finite values only."""
+    """What a person wants to see of a value. Statistics over finite numbers only.
+
+    A numeric tensor gets min, max and mean; a string tensor its first
+    :data:`SHOWN_STRINGS` strings in ``values`` instead. A sequence gets the statistics
+    over all its elements, its ``length``, and each element's in ``elements``; an empty
+    optional (``kind`` ``none``) has no shape and no statistics.
+    """
 
     name: str
-    shape: list[int]
+    shape: list[int] | None
     dtype: str
     min: float | None
     max: float | None
     mean: float | None
     nan_count: int
     inf_count: int
+    #: ``tensor``, ``sequence`` or ``none`` (an empty optional).
+    kind: str = "tensor"
+    #: A sequence's number of elements; None for a tensor.
+    length: int | None = None
+    #: A sequence's elements, each as a dict of these fields; None for a tensor.
+    elements: list[dict[str, Any]] | None = None
+    #: A string tensor's first strings (flattened); None for numbers.
+    values: list[str] | None = None
 
     @classmethod
     def of(cls, name: str, value: Any) -> OutputStats:
+        from nnkit.values import dtype_name, is_string_array
+
+        if value is None:
+            return cls(name, None, "-", None, None, None, 0, 0, kind="none")
+        if isinstance(value, list):
+            return cls._of_sequence(name, value)
         arr = np.asarray(value)
-        numeric = arr.astype(np.float64) if arr.dtype != np.float64 else arr
-        finite = numeric[np.isfinite(numeric)] if numeric.size else numeric
-        has = finite.size > 0
+        if is_string_array(arr):
+            shown = [v if isinstance(v, str) else repr(v) for v in arr.ravel()[:SHOWN_STRINGS]]
+            return cls(name, list(arr.shape), "string", None, None, None, 0, 0, values=shown)
+        return cls(name, list(arr.shape), dtype_name(arr), *_numbers([arr]))
+
+    @classmethod
+    def _of_sequence(cls, name: str, value: list[Any]) -> OutputStats:
+        from nnkit.values import is_string_array
+
+        parts = [cls.of(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        arrays = [np.asarray(v) for v in value]
         return cls(
-            name=name,
-            shape=list(arr.shape),
-            dtype=str(arr.dtype),
-            min=float(finite.min()) if has else None,
-            max=float(finite.max()) if has else None,
-            mean=float(finite.mean()) if has else None,
-            nan_count=int(np.isnan(numeric).sum()),
-            inf_count=int(np.isinf(numeric).sum()),
+            name,
+            None,
+            parts[0].dtype if parts else "-",
+            *_numbers([a for a in arrays if not is_string_array(a)]),
+            kind="sequence",
+            length=len(parts),
+            elements=[p.to_dict() for p in parts],
         )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _numbers(arrays: list[np.ndarray]) -> tuple[float | None, float | None, float | None, int, int]:
+    """(min, max, mean) over the finite values of ``arrays``, then the NaN and Inf counts."""
+    flat = [a.astype(np.float64, copy=False).ravel() for a in arrays]
+    numeric = np.concatenate(flat) if flat else np.empty(0)
+    finite = numeric[np.isfinite(numeric)]
+    has = finite.size > 0
+    return (
+        float(finite.min()) if has else None,
+        float(finite.max()) if has else None,
+        float(finite.mean()) if has else None,
+        int(np.isnan(numeric).sum()),
+        int(np.isinf(numeric).sum()),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,8 +202,14 @@ def time_runs(
     prepared once, exactly :meth:`~nnkit.backends.base.Backend.run_prepared` timed.
     """
     from nnkit.bench import measure
+    from nnkit.errors import NnkitError
 
-    m = measure(backend, feeds, warmup=warmup, iterations=iterations)
+    try:
+        m = measure(backend, feeds, warmup=warmup, iterations=iterations)
+    except NnkitError:
+        raise
+    except Exception as e:  # a runtime's own error in a timed run: the backend's, in one line
+        raise backend.error(f"cannot run {backend.path} (timed runs)", e) from e
     return Timing(first_run_ms=m.first_run_ms, warmup=m.warmup, stats=m.stats)
 
 
@@ -158,10 +219,12 @@ class InferResult:
 
     model: str
     provider: str
-    inputs: dict[str, np.ndarray]
+    #: Input name -> value (an array, a list of arrays for a sequence, None).
+    inputs: dict[str, Any]
     input_source: str
     seed: int | None
-    outputs: dict[str, np.ndarray]
+    #: Output name -> value, as the backend gave it.
+    outputs: dict[str, Any]
     timing: Timing | None = None
 
     def stats(self) -> list[OutputStats]:
@@ -185,6 +248,8 @@ class InferResult:
                     "source": self.input_source,
                     "nan_count": s.nan_count,
                     "inf_count": s.inf_count,
+                    "kind": s.kind,
+                    "length": s.length,
                 }
                 for s in self.input_stats()
             ],
@@ -209,7 +274,9 @@ def run_file(
     Args:
         path: the ONNX file.
         provider: a registry name other than ``torch``.
-        feeds: input name -> array; None for seeded random inputs.
+        feeds: input name -> value (an array; a list of arrays for a sequence; None for
+            an empty optional), or file keys in the layout of :mod:`nnkit.values`; None
+            for seeded random inputs.
         shapes: input name -> shape for generated inputs (see :func:`resolve_shapes`).
         seed: the seed of generated inputs.
         threads: the backend's thread count (None: the runtime's default).
@@ -226,6 +293,7 @@ def run_file(
     from nnkit.backends import backend_class, check_name
     from nnkit.backends.base import check_feeds
     from nnkit.check import read_io
+    from nnkit.values import bind_values
 
     check_name(provider)
     if provider == "torch":
@@ -238,7 +306,7 @@ def run_file(
     else:
         if shapes:
             raise SpecError("--shape sizes generated inputs; inputs given as files keep theirs")
-        feeds, source, used_seed = dict(feeds), "file", None
+        feeds, source, used_seed = bind_values(declared, feeds), "file", None
     check_feeds(declared, feeds)
     with backend_class(provider)(path, threads=threads) as backend:
         outputs = backend.run(feeds)

@@ -28,12 +28,10 @@ DEFAULT_INT_RANGE = ValueRange(0, 9)
 
 
 def numpy_dtype(name: str) -> np.dtype:
-    """The numpy dtype for a spec dtype name (bfloat16 through ml_dtypes)."""
-    if name == "bfloat16":
-        import ml_dtypes
+    """The numpy dtype for a dtype name (bfloat16, float8, int4 ... through ml_dtypes)."""
+    from nnkit.values import numpy_dtype as dtype_of
 
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(name)
+    return dtype_of(name)
 
 
 def random_array(
@@ -147,11 +145,27 @@ def declared_arrays(
     Raises:
         InputError: an input whose dtype nnkit cannot generate.
     """
+    from nnkit.values import LEN_SUFFIX, random_value
+
     rng = np.random.default_rng(seed)
     feeds: dict[str, np.ndarray] = {}
     for info in declared:
+        if info.is_sequence or info.unsupported:
+            how = (
+                f", a sequence as the arrays {info.name}.0, {info.name}.1, ... "
+                f"({info.name}{LEN_SUFFIX} = 0 for an empty one)"
+                if info.is_sequence
+                else ""
+            )
+            raise InputError(
+                f"input {info.name!r} is a {info.type_text()}, which nnkit does not generate: "
+                f"give it in an .npz file (--input FILE.npz){how}"
+            )
         try:
-            feeds[info.name] = random_array(shapes[info.name], info.dtype, rng)
+            special = random_value(shapes[info.name], info.dtype, rng)
+            feeds[info.name] = (
+                special if special is not None else random_array(shapes[info.name], info.dtype, rng)
+            )
         except TypeError:
             raise InputError(
                 f"input {info.name!r} has dtype {info.dtype}, which nnkit cannot generate: "
@@ -163,9 +177,16 @@ def declared_arrays(
 def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray]:
     """Load user feeds: ``(name, file.npy)`` pairs, or ``(None, file.npz)`` for many at once.
 
+    The result is by file key, in the layout of :mod:`nnkit.values` (a sequence ``s`` as
+    ``s.0``, ``s.1``, ...; :func:`nnkit.values.bind_values` binds the keys to a model's
+    inputs). ``(name, file.npz)`` takes ``name`` from the archive, or the keys of the
+    sequence ``name``. Arrays ``--save`` stored as raw bits get their dtypes back.
+
     Raises:
         InputError: a file that is missing, not an array, an object array or a pickle.
     """
+    from nnkit.values import restore_dtypes, sequence_keys_of
+
     feeds: dict[str, np.ndarray] = {}
     for name, path in items:
         loaded = _load_array_file(path)
@@ -174,13 +195,14 @@ def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray
                 raise InputError(f"{path}: a .npy file holds one array; give it as NAME={path}")
             arrays = {name: loaded}
         else:
-            arrays = loaded
+            arrays = restore_dtypes(loaded, where=str(path))
             if name is not None:
-                if name not in arrays:
+                keys = [name] if name in arrays else sequence_keys_of(name, arrays)
+                if not keys:
                     raise InputError(
                         f"{path} has no array {name!r}; it holds {', '.join(arrays) or 'none'}"
                     )
-                arrays = {name: arrays[name]}
+                arrays = {k: arrays[k] for k in keys}
         for key, arr in arrays.items():
             if key in feeds:
                 raise InputError(f"input {key!r} is given twice")

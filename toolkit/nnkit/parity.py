@@ -1052,7 +1052,7 @@ def declared_shape_notes(
     """
     notes = []
     for info in declared:
-        if info.name not in got:
+        if info.name not in got or not info.ranked or info.kind != "tensor":
             continue
         shape = tuple(np.shape(got[info.name]))
         fixed_wrong = [

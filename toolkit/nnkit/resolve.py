@@ -416,12 +416,11 @@ def _import_module(where: str) -> Any:
 def example_args(model: ResolvedModel, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Example tensors in input order: the model's example inputs, else seeded ones at
     the specs' example sizes."""
-    import torch
-
+    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
 
     arrays = model.examples if model.examples is not None else generate(model.inputs, seed=seed)
-    return tuple(torch.from_numpy(arrays[s.name].copy()) for s in model.inputs)
+    return tuple(to_torch(arrays[s.name].copy()) for s in model.inputs)
 
 
 def flatten_outputs(result: Any) -> list[torch.Tensor]:

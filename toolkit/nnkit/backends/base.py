@@ -1,7 +1,8 @@
 """The one interface every runtime implements.
 
-A backend loads a model, runs a dict of named numpy arrays and returns a dict of named
-arrays, then closes. :meth:`Backend.run` checks state and feeds once, against the
+A backend loads a model, runs a dict of named values and returns a dict of named values,
+then closes; a value is a numpy array, a list of arrays (an ONNX sequence) or None (an
+empty optional), as :mod:`nnkit.values` defines. :meth:`Backend.run` checks state and feeds once, against the
 model's declared inputs, then calls the subclass hook :meth:`Backend.run_impl`; each
 runtime writes only its part. Timing belongs to the harness (``nnkit.bench``), never
 to a backend: :meth:`prepare` / :meth:`run_prepared` let the harness time exactly the
@@ -20,21 +21,60 @@ import numpy as np
 
 from nnkit.errors import BackendError, InputError, NnkitError, describe
 
+#: The value kinds nnkit feeds and reads back (:attr:`TensorInfo.kind`).
+KINDS = ("tensor", "sequence", "optional", "optional sequence")
+
 
 @dataclass(frozen=True)
 class TensorInfo:
     """A declared model input or output.
 
     ``dims`` holds an int for a fixed size, a str for a symbolic one and None where the
-    file says nothing; ``dtype`` is the numpy dtype name (``float32``).
+    file says nothing; ``dtype`` is the numpy dtype name (``float32``), ``string`` for
+    ONNX strings, an ``ml_dtypes`` name for the types numpy lacks (``bfloat16``).
+    ``kind`` says what holds the tensor: one of :data:`KINDS`, or, for a type nnkit
+    cannot feed (a map, a sparse tensor, a sequence of optionals), that type in ONNX's
+    notation; ``dims`` and ``dtype`` then describe the innermost tensor, where it has one.
+    ``ranked`` is False where the file does not give the tensor a shape at all (any
+    rank: ``dims`` is then empty and means nothing).
     """
 
     name: str
     dims: tuple[int | str | None, ...]
     dtype: str
+    kind: str = "tensor"
+    ranked: bool = True
 
     def shape_text(self) -> str:
+        if not self.ranked:
+            return "[any shape]"
         return "[" + ", ".join("?" if d is None else str(d) for d in self.dims) + "]"
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.kind in ("sequence", "optional sequence")
+
+    @property
+    def is_optional(self) -> bool:
+        return self.kind in ("optional", "optional sequence")
+
+    @property
+    def unsupported(self) -> bool:
+        """A value kind nnkit cannot give a runtime or read back (a map, a sparse tensor)."""
+        return self.kind not in KINDS
+
+    def type_text(self) -> str:
+        """The value's type in ONNX's notation on nnkit's dtype names: ``float32``,
+        ``seq(float32)``, ``optional(float32)``, ``optional(seq(int64))``, ``map(int64, float32)``."""
+        if self.kind == "tensor":
+            return self.dtype
+        if self.kind == "sequence":
+            return f"seq({self.dtype})"
+        if self.kind == "optional":
+            return f"optional({self.dtype})"
+        if self.kind == "optional sequence":
+            return f"optional(seq({self.dtype}))"
+        return self.kind
 
 
 class Backend(abc.ABC):
@@ -82,22 +122,31 @@ class Backend(abc.ABC):
             raise self.error(f"cannot load {self.path}", e) from e
         self._loaded = True
 
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once on ``feeds`` (input name -> array); return output name -> array."""
+    def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        """Run once on ``feeds`` (input name -> value); return output name -> value.
+
+        A value is an array, a list of arrays (a sequence), or None (an empty optional):
+        see :mod:`nnkit.values`.
+        """
+        return self._checked_call(self.run_impl, feeds, f"cannot run {self.path}")
+
+    def prepare(self, feeds: Mapping[str, Any]) -> Any:
+        """Check ``feeds`` and put them where the runtime reads them; for timed runs."""
+        return self._checked_call(
+            self.prepare_impl, feeds, f"cannot take the inputs of {self.path}"
+        )
+
+    def _checked_call(self, hook: Any, feeds: Mapping[str, Any], what: str) -> Any:
+        """``hook(feeds)`` once loaded and the feeds checked; a runtime's own exception
+        becomes this backend's :class:`BackendError` (``what``: the cause), ours pass."""
         self._require_loaded()
         check_feeds(self.inputs, feeds)
         try:
-            return self.run_impl(dict(feeds))
+            return hook(dict(feeds))
         except NnkitError:
             raise
         except Exception as e:
-            raise self.error(f"cannot run {self.path}", e) from e
-
-    def prepare(self, feeds: Mapping[str, np.ndarray]) -> Any:
-        """Check ``feeds`` and put them where the runtime reads them; for timed runs."""
-        self._require_loaded()
-        check_feeds(self.inputs, feeds)
-        return self.prepare_impl(dict(feeds))
+            raise self.error(what, e) from e
 
     def run_prepared(self, prepared: Any) -> Any:
         """Run on what :meth:`prepare` returned; the result stays where the runtime put it.
@@ -107,9 +156,9 @@ class Backend(abc.ABC):
         """
         return self.run_impl(prepared)
 
-    def fetch(self, result: Any) -> dict[str, np.ndarray]:
-        """What :meth:`run_prepared` returned, as output name -> numpy array (on the host)."""
-        return {name: np.asarray(value) for name, value in result.items()}
+    def fetch(self, result: Any) -> dict[str, Any]:
+        """What :meth:`run_prepared` returned, as output name -> value (on the host)."""
+        return {name: fetched(value) for name, value in result.items()}
 
     def close(self) -> None:
         """Release the session; the backend can be loaded again."""
@@ -130,10 +179,10 @@ class Backend(abc.ABC):
         """Create the runtime's session for ``self.path``."""
 
     @abc.abstractmethod
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run on checked feeds; return every output by name, as numpy arrays."""
+    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """Run on checked feeds; return every output by name, as values (:func:`fetched`)."""
 
-    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> Any:
+    def prepare_impl(self, feeds: dict[str, Any]) -> Any:
         return feeds
 
     def close_impl(self) -> None:  # noqa: B027 - optional hook
@@ -152,16 +201,18 @@ class Backend(abc.ABC):
             raise RuntimeError(f"backend {self.name!r} is not loaded: call load() first")
 
 
-def check_feeds(declared: tuple[TensorInfo, ...], feeds: Mapping[str, np.ndarray]) -> None:
-    """Check feeds against the declared inputs: names, ranks, fixed dims, dtypes.
+def check_feeds(declared: tuple[TensorInfo, ...], feeds: Mapping[str, Any]) -> None:
+    """Check feeds against the declared inputs: names, value kinds, ranks, fixed dims, dtypes.
 
-    A symbolic dim must have one size across all inputs that name it.
+    A symbolic dim must have one size across all inputs that name it (the elements of a
+    sequence may differ). An optional input may be left out or given as None; a
+    sequence is a list of arrays.
 
     Raises:
         InputError: what was expected and what was given.
     """
     names = [t.name for t in declared]
-    missing = [n for n in names if n not in feeds]
+    missing = [t.name for t in declared if t.name not in feeds and not t.is_optional]
     extra = [n for n in feeds if n not in names]
     if missing or extra:
         parts = []
@@ -174,30 +225,81 @@ def check_feeds(declared: tuple[TensorInfo, ...], feeds: Mapping[str, np.ndarray
         )
     symbols: dict[str, tuple[int, str]] = {}
     for info in declared:
-        arr = feeds[info.name]
-        if not isinstance(arr, np.ndarray):
+        if info.name not in feeds:
+            continue
+        value = feeds[info.name]
+        label = f"input {info.name!r}"
+        if info.unsupported:
             raise InputError(
-                f"input {info.name!r}: expected a numpy array, given {type(arr).__name__}"
+                f"{label} is a {info.type_text()}, which nnkit cannot give a runtime "
+                "(tensors, sequences of tensors and optionals only)"
             )
-        given = f"given {tuple(arr.shape)} {arr.dtype}"
-        expected = f"expected {info.shape_text()} {info.dtype}"
-        if arr.ndim != len(info.dims):
+        if value is None:
+            if not info.is_optional:
+                raise InputError(f"{label}: expected {info.type_text()}, given none")
+            continue
+        if isinstance(value, list):
+            if not info.is_sequence:
+                raise InputError(f"{label}: expected a {info.type_text()} tensor, given a sequence")
+            for index, element in enumerate(value):
+                _check_tensor(info, element, f"{label}[{index}]", {})
+            continue
+        if info.is_sequence:
             raise InputError(
-                f"input {info.name!r}: rank {arr.ndim} != {len(info.dims)}: {expected}, {given}"
+                f"{label}: expected a {info.type_text()} (a list of arrays), given "
+                f"{type(value).__name__}"
             )
-        for axis, (want, got) in enumerate(zip(info.dims, arr.shape, strict=True)):
-            if isinstance(want, int) and want != got:
+        _check_tensor(info, value, label, symbols)
+
+
+def _check_tensor(
+    info: TensorInfo, arr: Any, label: str, symbols: dict[str, tuple[int, str]]
+) -> None:
+    from nnkit.values import dtype_name
+
+    if not isinstance(arr, np.ndarray):
+        raise InputError(f"{label}: expected a numpy array, given {type(arr).__name__}")
+    dtype = dtype_name(arr)
+    given = f"given {tuple(arr.shape)} {dtype}"
+    expected = f"expected {info.shape_text()} {info.dtype}"
+    if info.ranked and arr.ndim != len(info.dims):
+        raise InputError(f"{label}: rank {arr.ndim} != {len(info.dims)}: {expected}, {given}")
+    # An unranked declaration has no dims: the loop checks nothing then.
+    for axis, (want, got) in enumerate(zip(info.dims, arr.shape, strict=False)):
+        if isinstance(want, int) and want != got:
+            raise InputError(f"{label}: dim {axis} is {got}, must be {want}: {expected}, {given}")
+        if isinstance(want, str):
+            seen = symbols.setdefault(want, (got, info.name))
+            if seen[0] != got:
                 raise InputError(
-                    f"input {info.name!r}: dim {axis} is {got}, must be {want}: {expected}, {given}"
+                    f"{label}: dim {axis} ({want!r}) is {got}, but {seen[1]!r} "
+                    f"gives {want!r} = {seen[0]}"
                 )
-            if isinstance(want, str):
-                seen = symbols.setdefault(want, (got, info.name))
-                if seen[0] != got:
-                    raise InputError(
-                        f"input {info.name!r}: dim {axis} ({want!r}) is {got}, but {seen[1]!r} "
-                        f"gives {want!r} = {seen[0]}"
-                    )
-        if str(arr.dtype) != info.dtype:
-            raise InputError(
-                f"input {info.name!r}: dtype {arr.dtype} != {info.dtype}: {expected}, {given}"
-            )
+    if dtype != info.dtype:
+        raise InputError(f"{label}: dtype {dtype} != {info.dtype}: {expected}, {given}")
+
+
+def contiguous(arr: np.ndarray) -> np.ndarray:
+    """``arr`` C-contiguous, its rank kept: ``np.ascontiguousarray`` turns shape ``()``
+    into ``(1,)`` (it returns at least one dimension, by contract)."""
+    return arr if arr.flags.c_contiguous else np.array(arr, order="C")
+
+
+def fetched(value: Any) -> Any:
+    """A runtime's output as a value: an array, a list of arrays (a sequence), or None.
+
+    Raises:
+        TypeError: a sequence holding something other than tensors (a runtime's malformed
+            answer: nnkit does not reshape it into another one).
+    """
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        for index, element in enumerate(value):
+            if element is None or isinstance(element, list | tuple | dict):
+                raise TypeError(
+                    f"the runtime gave a sequence whose element {index} is a "
+                    f"{type(element).__name__}, not a tensor"
+                )
+        return [np.asarray(v) for v in value]
+    return np.asarray(value)

@@ -11,6 +11,7 @@ level so the terminal stays clean) and whether a GPU is present at all.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 from pathlib import Path
@@ -20,8 +21,9 @@ import numpy as np
 
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
-from nnkit.backends.base import Backend
-from nnkit.errors import BackendUnavailableError
+from nnkit.backends.base import Backend, contiguous, fetched
+from nnkit.errors import BackendError, BackendUnavailableError
+from nnkit.values import LOW_PRECISION, from_bits, is_low_precision, onnx_elem_type, pack_bits
 
 #: onnxruntime's own severity for its session log: 3 = errors only.
 _SESSION_LOG_SEVERITY = 3
@@ -31,6 +33,50 @@ _LIB_FAILED = re.compile(
 )
 _MISSING_SO = re.compile(r"(\S+\.so[.\d]*): cannot open shared object file")
 _REQUIRES = re.compile(r"Require (.+?)\. Please")
+
+
+#: A kernel that failed at run time, in the exception or onnxruntime's log line.
+_KERNEL_FAILED = re.compile(
+    r"Non-zero status code returned while running (\S+) node\. Name:'([^']*)' "
+    r"Status Message: (.+)"
+)
+#: The source location that opens a status message: ``/onnxruntime_src/...h:91 Fn(...) x
+#: was false.`` (the words after it say what went wrong).
+_WHERE_IN_SOURCE = re.compile(r"^\S+\.(?:h|cc|cpp|cu):\d+ (?:.*? was false\. )?")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _is_ortvalue(value: Any) -> bool:
+    return type(value).__name__ == "OrtValue"
+
+
+def _host_value(value: Any) -> Any:
+    """An OrtValue (on any device) as a value: an array, or None for an empty optional.
+
+    Tensors of the dtypes numpy lacks are read from their bytes (``data_ptr``), on the
+    host, and unpacked (int4, float4 ... are two values a byte in onnxruntime).
+    """
+    from nnkit.check import onnx_dtype_name
+
+    if not value.has_value():
+        return None
+    if not value.is_tensor():
+        raise BackendError(
+            f"onnxruntime gave a {value.data_type()}, which nnkit reads only as a tensor "
+            "beside tensors of a dtype numpy lacks",
+            backend="cpu",
+        )
+    dtype = onnx_dtype_name(value.element_type())
+    if not is_low_precision(dtype):
+        return value.numpy()
+    if value.device_name().lower() != "cpu":
+        host = _ort().OrtValue.ortvalue_from_shape_and_type(
+            value.shape(), value.element_type(), "cpu", 0
+        )
+        host.update_inplace(value)
+        value = host
+    raw = ctypes.string_at(value.data_ptr(), value.tensor_size_in_bytes())
+    return from_bits(raw, dtype, value.shape())
 
 
 def _ort(backend: str = "cpu") -> Any:
@@ -98,6 +144,9 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailableError(self._fallback_reason(log.text, got))
         self.session = session
         self._names = [o.name for o in self.outputs]
+        # Outputs numpy has no dtype for come back through OrtValues (session.run refuses).
+        self._typed_outputs = any(is_low_precision(o.dtype) for o in self.outputs)
+        self._timed_run = session.run
 
     def _fallback_reason(self, log: str, got: list[str]) -> str:
         """Why the requested provider did not load, from onnxruntime's captured log."""
@@ -117,18 +166,99 @@ class OnnxRuntimeBackend(Backend):
             f"(onnxruntime fell back to {fallback}; nnkit never does)"
         )
 
-    def run_impl(self, feeds: Any) -> dict[str, np.ndarray]:
-        return dict(zip(self._names, self.session.run(self._names, feeds), strict=True))
+    def run_impl(self, feeds: Any) -> dict[str, Any]:
+        """Run once, onnxruntime's log captured: a kernel that fails at run time prints
+        an ANSI-coloured ``[E:onnxruntime:...]`` line, which goes into the one-line error."""
+        from nnkit.quiet import captured
+
+        error: Exception | None = None
+        with captured() as log:
+            try:
+                run, prepared = self._session_feeds(feeds)
+                outputs = self._outputs(run(self._names, prepared))
+            except Exception as e:  # the runtime's own types; wrapped below
+                error = e
+        if error is not None:
+            raise self.error(f"cannot run {self.path}", error, log.text) from error
+        return outputs
+
+    def error(self, what: str, cause: BaseException, log: str = "") -> BackendError:
+        """The error in one line: for a kernel that failed, which node and onnxruntime's
+        own words (its source location dropped), from the exception or, where the
+        exception says less, from what onnxruntime logged."""
+        from nnkit.errors import describe
+
+        texts = [str(cause), *_ANSI.sub("", log).splitlines()]
+        kernel = next((m for t in texts if (m := _KERNEL_FAILED.search(t))), None)
+        if kernel is None:
+            reason = describe(cause)
+        else:
+            op, node, message = kernel.groups()
+            where = f"the {op} node {node!r}" if node else f"a {op} node"
+            reason = f"{where} failed: {_WHERE_IN_SOURCE.sub('', message.strip())}"
+        return BackendError(
+            f"{self.name}: {what}: {reason}", backend=self.name, model_path=str(self.path)
+        )
+
+    def prepare_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        self._timed_run, prepared = self._session_feeds(feeds)
+        return prepared
+
+    def _session_feeds(self, feeds: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The session call and the feeds as it takes them: an empty optional left out;
+        tensors of the dtypes numpy lacks (and every feed beside them) as OrtValues, for
+        ``run_with_ort_values``; else ``session.run`` on the arrays and lists."""
+        feeds = {name: value for name, value in feeds.items() if value is not None}
+        typed = self._typed_outputs or any(
+            isinstance(v, np.ndarray) and is_low_precision(v.dtype) for v in feeds.values()
+        )
+        if not typed:
+            return self.session.run, feeds
+        values = {name: self._ortvalue(name, value) for name, value in feeds.items()}
+        return self.session.run_with_ort_values, values
+
+    def _ortvalue(self, name: str, value: Any, device: str = "cpu", device_id: int = 0) -> Any:
+        """A feed as an OrtValue on ``device``; the dtypes numpy lacks by their bits."""
+        ort = _ort()
+        if not isinstance(value, np.ndarray):
+            raise BackendError(
+                f"{self.name}: input {name!r} is a sequence, which onnxruntime's Python API "
+                "cannot take beside tensors of a dtype numpy lacks (bfloat16, float8, int4 ...)",
+                backend=self.name,
+                model_path=str(self.path),
+            )
+        if not is_low_precision(value.dtype):
+            return ort.OrtValue.ortvalue_from_numpy(contiguous(value), device, device_id)
+        elem_type = onnx_elem_type(str(value.dtype))
+        host = ort.OrtValue.ortvalue_from_shape_and_type(list(value.shape), elem_type, "cpu", 0)
+        bits = pack_bits(value) if LOW_PRECISION[str(value.dtype)] < 8 else contiguous(value)
+        ctypes.memmove(
+            host.data_ptr(), bits.ctypes.data, min(bits.nbytes, host.tensor_size_in_bytes())
+        )
+        if device == "cpu":
+            return host
+        on_device = ort.OrtValue.ortvalue_from_shape_and_type(
+            list(value.shape), elem_type, device, device_id
+        )
+        on_device.update_inplace(host)
+        return on_device
 
     def run_prepared(self, prepared: Any) -> Any:
         # The call the harness times: nothing between its clock and session.run
         # (a dict of the outputs alone costs 0.4 us, 8 % of the smallest model's run).
-        return self.session.run(self._names, prepared)
+        return self._timed_run(self._names, prepared)
 
-    def fetch(self, result: Any) -> dict[str, np.ndarray]:
+    def fetch(self, result: Any) -> dict[str, Any]:
         if isinstance(result, dict):  # cuda: OrtValues on the device
-            return {name: value.numpy() for name, value in result.items()}
-        return dict(zip(self._names, result, strict=True))
+            return {name: _host_value(value) for name, value in result.items()}
+        return self._outputs(result)
+
+    def _outputs(self, result: list[Any]) -> dict[str, Any]:
+        """``session.run``'s (or ``run_with_ort_values``') outputs, by name, as values."""
+        return {
+            name: _host_value(value) if _is_ortvalue(value) else fetched(value)
+            for name, value in zip(self._names, result, strict=True)
+        }
 
     def close_impl(self) -> None:
         self.session = None
@@ -174,14 +304,13 @@ class CUDABackend(OnnxRuntimeBackend):
         cuda = (CUDABackend.provider, {"device_id": self.device_id})
         return [cuda, "CPUExecutionProvider"]
 
-    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> _Bound:
-        ort = _ort()
+    def prepare_impl(self, feeds: dict[str, Any]) -> _Bound:
         binding = self.session.io_binding()
         values = []
         for name, arr in feeds.items():
-            value = ort.OrtValue.ortvalue_from_numpy(
-                np.ascontiguousarray(arr), "cuda", self.device_id
-            )
+            if arr is None:  # an empty optional: not bound
+                continue
+            value = self._ortvalue(name, arr, "cuda", self.device_id)
             binding.bind_ortvalue_input(name, value)
             values.append(value)
         for out in self.outputs:

@@ -23,6 +23,26 @@ def _ov() -> Any:
     return import_runtime("openvino", "openvino")
 
 
+def _ov_types() -> dict[str, Any]:
+    """nnkit's name -> OpenVINO's element type, for the dtypes numpy lacks."""
+    t = _ov().Type
+    return {
+        "bfloat16": t.bf16,
+        "float8_e4m3fn": t.f8e4m3,
+        "float8_e5m2": t.f8e5m2,
+        "float8_e8m0fnu": t.f8e8m0,
+        "float4_e2m1fn": t.f4e2m1,
+        "int4": t.i4,
+        "uint4": t.u4,
+        "uint2": t.u2,
+    }
+
+
+def _ov_dtypes() -> dict[str, str]:
+    """OpenVINO's type name (``bf16``) -> nnkit's name, for the dtypes numpy lacks."""
+    return {t.get_type_name(): name for name, t in _ov_types().items()}
+
+
 class OpenVINOBackend(Backend):
     """OpenVINO's CPU plugin; ``threads`` sets ``INFERENCE_NUM_THREADS``.
 
@@ -86,26 +106,61 @@ class OpenVINOBackend(Backend):
             f"{self.name}: {what}: {lines[-1]}", backend=self.name, model_path=str(self.path)
         )
 
-    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: np.ascontiguousarray(arr) for name, arr in feeds.items()}
+    def prepare_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        """The feeds as OpenVINO takes them in shared memory: C-contiguous and writeable
+        (rank kept: a scalar stays a scalar), strings as ``<U``, the dtypes numpy lacks
+        as ``ov.Tensor`` objects of OpenVINO's own type (4-bit ones packed)."""
+        return {name: self._tensor(name, value) for name, value in feeds.items()}
+
+    def _tensor(self, name: str, value: Any) -> Any:
+        from nnkit.values import LOW_PRECISION, is_string_array, pack_bits
+
+        if value is None or isinstance(value, list):
+            kind = "an empty optional" if value is None else "a sequence"
+            raise BackendError(
+                f"{self.name}: input {name!r} is {kind}: OpenVINO takes tensors only",
+                backend=self.name,
+                model_path=str(self.path),
+            )
+        dtype = str(value.dtype)
+        if value.dtype.kind == "O" and is_string_array(value):
+            return np.array(value.tolist(), dtype=str).reshape(value.shape)
+        if dtype not in LOW_PRECISION:
+            return np.require(value, requirements=["C", "W"])
+        ov_type = _ov_types().get(dtype)
+        if ov_type is None:
+            raise BackendError(
+                f"{self.name}: input {name!r} is {dtype}, which OpenVINO has no type for",
+                backend=self.name,
+                model_path=str(self.path),
+            )
+        bits = pack_bits(value) if LOW_PRECISION[dtype] < 8 else np.array(value).view(np.uint8)
+        return _ov().Tensor(np.require(bits, requirements=["C", "W"]), list(value.shape), ov_type)
 
     def run_prepared(self, prepared: Any) -> Any:
         # OpenVINO's latency advice: inputs in shared memory, no copy in or out.
         return self.request.infer(prepared, share_inputs=True, share_outputs=True)
 
-    def fetch(self, result: Any) -> dict[str, np.ndarray]:
+    def fetch(self, result: Any) -> dict[str, Any]:
         return {
-            out.name: np.array(result[port], copy=True)
+            out.name: self._output(result, port)
             for out, port in zip(self.outputs, self._ports, strict=True)
         }
 
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self.request.infer(feeds, share_inputs=True)
-        # Copy: the results can alias the request's buffers, overwritten by the next run.
-        return {
-            out.name: np.array(result[port], copy=True)
-            for out, port in zip(self.outputs, self._ports, strict=True)
-        }
+    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
+        result = self.request.infer(self.prepare_impl(feeds), share_inputs=True)
+        return self.fetch(result)
+
+    def _output(self, result: Any, port: Any) -> np.ndarray:
+        """One output, copied (it can alias the request's buffers, overwritten by the next
+        run); a type numpy lacks read from its bits with the port's OpenVINO type."""
+        from nnkit.values import from_bits
+
+        dtype = _ov_dtypes().get(port.get_element_type().get_type_name())
+        if dtype is None:
+            return np.array(result[port], copy=True)
+        tensor = self.request.get_tensor(port)
+        return from_bits(np.array(tensor.data, copy=True), dtype, list(tensor.shape))
 
     def close_impl(self) -> None:
         self.request = None

@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
-from nnkit.backends.base import Backend
+from nnkit.backends.base import Backend, fetched
 
 
 def _onnx() -> Any:
@@ -41,10 +39,10 @@ class ReferenceBackend(Backend):
 
         self.evaluator = ReferenceEvaluator(load_model_file(self.path))
 
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
         names = [o.name for o in self.outputs]
         values = self.evaluator.run(names, feeds)
-        return {n: np.asarray(v) for n, v in zip(names, values, strict=True)}
+        return {n: fetched(v) for n, v in zip(names, values, strict=True)}
 
     def close_impl(self) -> None:
         self.evaluator = None

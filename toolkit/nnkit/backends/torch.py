@@ -18,7 +18,7 @@ import torch
 
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends.base import Backend, TensorInfo
-from nnkit.errors import BackendError, BackendUnavailableError, NnkitError
+from nnkit.errors import BackendError, BackendUnavailableError, InputError, NnkitError
 
 
 class TorchBackend(Backend):
@@ -99,7 +99,7 @@ class TorchBackend(Backend):
                 f"{len(self.outputs)} are named ({', '.join(o.name for o in self.outputs)})",
                 backend=self.name,
             )
-        return {o.name: v.detach().cpu().numpy() for o, v in zip(self.outputs, values, strict=True)}
+        return {o.name: to_numpy(v) for o, v in zip(self.outputs, values, strict=True)}
 
     def close_impl(self) -> None:
         if self._saved_threads is not None:
@@ -107,11 +107,55 @@ class TorchBackend(Backend):
             self._saved_threads = None
 
 
+#: ml_dtypes names torch has a dtype for; their bits cross as a same-width integer.
+_TORCH_LOW_PRECISION = (
+    "bfloat16",
+    "float8_e4m3fn",
+    "float8_e4m3fnuz",
+    "float8_e5m2",
+    "float8_e5m2fnuz",
+    "float8_e8m0fnu",
+)
+
+
+def to_torch(value: np.ndarray) -> torch.Tensor:
+    """A tensor sharing the array's memory (copied only when not contiguous or read-only).
+
+    bfloat16 and the float8 types (``ml_dtypes`` arrays, which ``torch.from_numpy``
+    refuses) cross as their bits, then take torch's dtype of the same name.
+
+    Raises:
+        InputError: a dtype torch has none for (int4, float4, strings ...).
+    """
+    name = str(value.dtype)
+    if name in _TORCH_LOW_PRECISION and hasattr(torch, name):
+        bits = np.int16 if value.dtype.itemsize == 2 else np.int8
+        raw = np.require(value, requirements=["C", "W"]).view(bits)
+        return torch.from_numpy(raw).view(getattr(torch, name))
+    if value.dtype.kind in "OUSV":
+        from nnkit.values import dtype_name
+
+        raise InputError(f"PyTorch has no tensors of {dtype_name(value)}")
+    return torch.from_numpy(np.require(value, requirements=["C", "W"]))
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array; bfloat16 and float8 as the ``ml_dtypes`` array of their bits."""
+    import ml_dtypes
+
+    tensor = tensor.detach().cpu()
+    name = str(tensor.dtype).removeprefix("torch.")
+    if name in _TORCH_LOW_PRECISION:
+        bits = torch.int16 if tensor.element_size() == 2 else torch.int8
+        return tensor.contiguous().view(bits).numpy().view(getattr(ml_dtypes, name))
+    return tensor.numpy()
+
+
 def _tensor(value: np.ndarray | torch.Tensor) -> torch.Tensor:
     """A tensor sharing the array's memory (copied only when not contiguous or read-only)."""
     if isinstance(value, torch.Tensor):
         return value
-    return torch.from_numpy(np.require(value, requirements=["C", "W"]))
+    return to_torch(value)
 
 
 def _flatten(result: Any) -> list[torch.Tensor]:

@@ -24,8 +24,9 @@ import numpy as np
 
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
-from nnkit.backends.base import Backend
+from nnkit.backends.base import Backend, contiguous
 from nnkit.errors import BackendError
+from nnkit.values import dtype_name
 
 #: numpy dtype name -> tract's datum type mnemonic in a fact ("2,3,f32").
 _DATUM = {
@@ -159,13 +160,39 @@ class TractBackend(Backend):
     def prepare_impl(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray]]:
         """The runnable typed with the feeds' concrete shapes, as tract runs fastest;
         the symbolic one where tract cannot type the model with concrete shapes."""
-        arrays = [np.ascontiguousarray(feeds[i.name]) for i in self.inputs]
+        arrays = self._arrays(feeds)
         try:
             return self._concrete_runnable(feeds), arrays
         except BackendError:
             if self._symbolic is None:
                 raise
             return self._symbolic, arrays
+
+    def _arrays(self, feeds: dict[str, Any]) -> list[np.ndarray]:
+        """The feeds in input order, C-contiguous with their rank kept (a scalar ``If``
+        condition stays a scalar); what tract's Python API cannot take is refused here,
+        before tract sees it (it reads a float8 array's bytes as a datum it has not)."""
+        arrays = []
+        for info in self.inputs:
+            value = feeds.get(info.name)
+            what = (
+                "an empty optional"
+                if value is None
+                else "a sequence"
+                if isinstance(value, list)
+                else None
+                if value.dtype.kind in "biuf" and str(value.dtype) in _DATUM
+                else f"a {dtype_name(value)} tensor"
+            )
+            if what:
+                raise BackendError(
+                    f"tract: input {info.name!r} is {what}; tract's Python API takes "
+                    f"tensors of {', '.join(_DATUM)} only",
+                    backend=self.name,
+                    model_path=str(self.path),
+                )
+            arrays.append(contiguous(value))
+        return arrays
 
     def run_prepared(self, prepared: Any) -> Any:
         runnable, arrays = prepared
@@ -176,7 +203,7 @@ class TractBackend(Backend):
 
     def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tract = _tract()
-        arrays = [np.ascontiguousarray(feeds[i.name]) for i in self.inputs]
+        arrays = self._arrays(feeds)
         if self._symbolic is not None and not self._concrete:
             try:
                 return self._named(self._symbolic.run(arrays))

@@ -45,8 +45,10 @@ def _render(file: Path, result) -> None:
         [
             kind,
             t["name"],
-            "[" + ", ".join("?" if d is None else str(d) for d in t["shape"]) + "]",
-            t["dtype"],
+            "[any shape]"
+            if t["shape"] is None
+            else "[" + ", ".join("?" if d is None else str(d) for d in t["shape"]) + "]",
+            t["type"],
         ]
         for kind, items in (("input", s.inputs), ("output", s.outputs))
         for t in items

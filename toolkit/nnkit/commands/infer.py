@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ from nnkit.errors import SpecError
 from nnkit.render import table
 
 if TYPE_CHECKING:
-    from nnkit.infer import InferResult
+    from nnkit.infer import InferResult, OutputStats
 
 #: ``--provider`` choices: every backend but torch, which runs PyTorch models only.
 PROVIDERS = ("cpu", "cuda", "tensorrt", "openvino", "tract", "reference")
@@ -69,7 +70,7 @@ def _fmt(value: float | None) -> str:
 @click.option(
     "--save",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write every output to this .npz file.",
+    help="Write every output to this .npz file (nnkit's layout: --input reads it back).",
 )
 @click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option(
@@ -101,8 +102,6 @@ def command(
     back to another provider. The runtime runs in a worker process: one that aborts or
     hangs past --timeout is an error (exit 2), not a crash.
     """
-    import numpy as np
-
     from nnkit.fsutil import atomic_output, check_writable
     from nnkit.infer import run_file_isolated
     from nnkit.inputs import load_feeds
@@ -129,39 +128,76 @@ def command(
         timeout=timeout,
     )
     if save is not None:
-        with atomic_output(save) as tmp, tmp.open("wb") as f:
-            np.savez(f, **result.outputs)
+        from nnkit.values import save_values
+
+        with atomic_output(save) as tmp:
+            save_values(tmp, result.outputs)
     if as_json:
         emit_json({**result.to_dict(), "saved": str(save) if save else None})
         return
     _render(result, save)
 
 
+def _describe(value: object) -> str:
+    """An input value in a few words: ``[2, 3] float32``, ``seq of 2 int64``, ``none``."""
+    from nnkit.values import dtype_name, value_dtype
+
+    if value is None:
+        return "none (empty optional)"
+    if isinstance(value, list):
+        return f"seq of {len(value)} {value_dtype(value)}"
+    arr = value if hasattr(value, "shape") else None
+    return f"{list(arr.shape)} {dtype_name(arr)}" if arr is not None else type(value).__name__
+
+
+def _rows(stats: list[OutputStats]) -> list[list[object]]:
+    """Table rows: one per tensor, a sequence's elements each on their own row."""
+    from nnkit.infer import OutputStats
+
+    rows: list[list[object]] = []
+    for s in stats:
+        if s.kind == "none":
+            rows.append([s.name, "none (empty optional)", "-", "-", "-", "-", "-", "-"])
+        elif s.kind == "sequence" and not s.elements:
+            rows.append([s.name, "empty sequence", "-", "-", "-", "-", 0, 0])
+        elif s.kind == "sequence":
+            rows.extend(_rows([OutputStats(**e) for e in s.elements or []]))
+        else:
+            rows.append(
+                [s.name, str(s.shape), s.dtype, _fmt(s.min), _fmt(s.max), _fmt(s.mean)]
+                + (["-", "-"] if s.values is not None else [s.nan_count, s.inf_count])
+            )
+    return rows
+
+
+def _strings(stats: list[OutputStats]) -> list[str]:
+    """One line per string tensor: its first strings (statistics are for numbers)."""
+    from nnkit.infer import OutputStats
+
+    lines = []
+    for s in stats:
+        if s.elements:
+            lines.extend(_strings([OutputStats(**e) for e in s.elements]))
+        elif s.values is not None:
+            count = math.prod(s.shape) if s.shape is not None else len(s.values)
+            more = f" ... ({count} strings)" if count > len(s.values) else ""
+            lines.append(f"{s.name}: {', '.join(map(repr, s.values))}{more}")
+    return lines
+
+
 def _render(result: InferResult, save: Path | None) -> None:
     source = f"seed {result.seed}" if result.seed is not None else "from files"
-    ins = ", ".join(f"{n} {list(a.shape)} {a.dtype}" for n, a in result.inputs.items())
+    ins = ", ".join(f"{n} {_describe(a)}" for n, a in result.inputs.items())
     click.echo(f"{result.model} on {result.provider}; inputs ({source}): {ins}")
     for s in result.input_stats():
         if s.nan_count or s.inf_count:
             click.echo(f"note: input {s.name} holds {s.nan_count} NaN and {s.inf_count} Inf values")
+    stats = result.stats()
     click.echo(
-        table(
-            ["output", "shape", "dtype", "min", "max", "mean", "nan", "inf"],
-            [
-                [
-                    s.name,
-                    str(s.shape),
-                    s.dtype,
-                    _fmt(s.min),
-                    _fmt(s.max),
-                    _fmt(s.mean),
-                    s.nan_count,
-                    s.inf_count,
-                ]
-                for s in result.stats()
-            ],
-        )
+        table(["output", "shape", "dtype", "min", "max", "mean", "nan", "inf"], _rows(stats))
     )
+    for line in _strings(stats):
+        click.echo(line)
     if result.timing:
         t, s = result.timing, result.timing.stats
         click.echo(
