@@ -47,7 +47,21 @@ def test_compare_outputs_dispatches_and_keeps_low_precision_numeric():
     got = np.array([1.0, 2.0078125], dtype=ml_dtypes.bfloat16)  # one bfloat16 step off
     result = compare_outputs({"y": ref, "s": [ref]}, {"y": got, "s": [got]})
     assert result, result.summary()
-    y = result.outputs[0]
-    assert (y.atol, y.rtol) == Tolerance().for_dtype("bfloat16") and y.ref_dtype == "bfloat16"
+    y, s = result.outputs
+    # bfloat16's tolerance, relative to the output's scale, for a tensor and a sequence alike.
+    for out in (y, s):
+        assert (out.rtol, out.ref_dtype in ("bfloat16", "sequence")) == (
+            Tolerance().for_dtype("bfloat16")[1],
+            True,
+        )
+    assert y.relative_atol == Tolerance().for_dtype("bfloat16")[0]
     off = np.array([1.0, 2.5], dtype=ml_dtypes.bfloat16)
     assert not compare_outputs({"y": ref}, {"y": off})
+    assert not compare_outputs({"s": [ref]}, {"s": [off]})
+
+
+def test_a_sequence_of_tiny_values_is_judged_by_its_scale():
+    # An all-zero element passes an absolute tolerance; it must fail the scale-aware rule.
+    ref = np.full(8, 3e-9, dtype=np.float32)
+    assert not compare_outputs({"s": [ref]}, {"s": [np.zeros(8, np.float32)]})
+    assert compare_outputs({"s": [ref]}, {"s": [ref.copy()]})
