@@ -1,0 +1,168 @@
+"""Hostile material: files, arrays and user models an adversary would hand nnkit.
+
+Shared by the tests and by ``scripts/hostile.py`` (which runs the whole hostile set and
+counts what nnkit handled). Every builder writes real files; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+#: IR version onnxruntime 1.31 reads (onnx 1.23 stamps 14 by default).
+IR_VERSION = 10
+
+
+def _model(nodes, inputs, outputs, initializers=()) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers))
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION
+    )
+
+
+def external_tensor_model(dst: Path, *, location: str, **fields: str) -> Path:
+    """``y = x + w``, w ten float32s (40 bytes) kept as external data at ``location``.
+
+    ``fields`` are written as they are (``offset="4096"``, ``length="40"``), so a
+    test can plant any lie about where the bytes are.
+    """
+    w = numpy_helper.from_array(np.ones(10, np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, **fields}.items():
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    model = _model(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [10])],
+        [w],
+    )
+    dst.write_bytes(model.SerializeToString())
+    return dst
+
+
+def npy_header_only(
+    dst: Path, shape: tuple[int, ...], dtype: str = "<f4", data: bytes = b""
+) -> Path:
+    """A ``.npy`` file whose header declares ``shape`` and which holds only ``data``."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": dtype, "fortran_order": False, "shape": shape}
+    )
+    dst.write_bytes(header.getvalue() + data)
+    return dst
+
+
+def npz_bomb(dst: Path, *, name: str = "x", nbytes: int = 256 * 1024**2) -> Path:
+    """An ``.npz`` whose one member inflates to ``nbytes`` of zeros (a few hundred KiB)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (nbytes // 4,)}
+    )
+    chunk = b"\0" * (1 << 22)
+    with (
+        zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open(f"{name}.npy", "w", force_zip64=True) as member,
+    ):
+        member.write(header.getvalue())
+        for _ in range(nbytes // len(chunk)):
+            member.write(chunk)
+    return dst
+
+
+def gather_out_of_range(dst: Path) -> Path:
+    """Gather with index 100 on a dim of 2: the checker passes it; tract panics (SIGABRT)."""
+    idx = numpy_helper.from_array(np.array([0, 100], np.int64), "idx")
+    model = _model(
+        [helper.make_node("Gather", ["x", "idx"], ["y"], axis=0)],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [idx],
+    )
+    onnx.save(model, str(dst))
+    return dst
+
+
+def reshape_fails_at_run_time(dst: Path) -> Path:
+    """Reshape to [7, -1]: loads everywhere, fails in the kernel for most input sizes."""
+    shape = numpy_helper.from_array(np.array([7, -1], np.int64), "s")
+    model = _model(
+        [helper.make_node("Reshape", ["x", "s"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["a", "b"])],
+        [shape],
+    )
+    onnx.save(model, str(dst))
+    return dst
+
+
+def odd_names_model(dst: Path, names: tuple[str, ...] = ("input:0", "a=b")) -> Path:
+    """One Relu per input, inputs named like TensorFlow's (``input:0``) or with ``=``."""
+    model = _model(
+        [helper.make_node("Relu", [n], [f"out{i}"]) for i, n in enumerate(names)],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["n", 3]) for n in names],
+        [
+            helper.make_tensor_value_info(f"out{i}", TensorProto.FLOAT, ["n", 3])
+            for i in range(len(names))
+        ],
+    )
+    onnx.save(model, str(dst))
+    return dst
+
+
+def stamped_model(dst: Path, stamp: str) -> Path:
+    """``y = relu(x)``, x ``[batch, n]``, with ``nnkit.inputs`` metadata set to ``stamp``."""
+    model = _model(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "n"])],
+    )
+    helper.set_model_props(model, {"nnkit.inputs": stamp})
+    onnx.save(model, str(dst))
+    return dst
+
+
+#: A user model file: ``Net`` is ``nn.Linear(3, 3)`` with a hostile line planted at
+#: import, in ``__init__`` or in ``forward``.
+USER_MODEL = """\
+import os, sys, threading, time
+import torch
+from torch import nn
+
+{at_import}
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        {at_init}
+
+    def forward(self, x):
+        {at_forward}
+        return self.fc(x)
+"""
+
+#: Hostile lines a user model may run, by name.
+HOSTILE_CODE = {
+    "sys_exit_0": "sys.exit(0)",
+    "sys_exit_3": "sys.exit(3)",
+    "os_exit_0": "os._exit(0)",
+    "loop": "while True: pass",
+    "thread": "threading.Thread(target=lambda: time.sleep(3600)).start()",
+    "print": "print('user output on stdout')",
+    "close_stdout": "sys.stdout.close()",
+}
+
+
+def user_model(dst: Path, *, code: str, where: str) -> Path:
+    """A user model file running ``HOSTILE_CODE[code]`` at ``where``."""
+    slots = {"at_import": "", "at_init": "pass", "at_forward": "pass"}
+    slots[f"at_{where}"] = HOSTILE_CODE[code]
+    dst.write_text(USER_MODEL.format(**slots))
+    return dst
