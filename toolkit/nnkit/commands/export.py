@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import exporter_option, input_spec_option
+from nnkit.commands._options import exporter_option, input_spec_option, model_files
 from nnkit.render import human_bytes
 
 
@@ -43,10 +43,11 @@ def command(
     goes into its metadata.
     """
     from nnkit.export import export_model
-    from nnkit.fsutil import check_writable
+    from nnkit.fsutil import check_distinct, check_writable
     from nnkit.resolve import resolve_model
 
     check_writable(out)  # before the slow part
+    check_distinct([("--output", out)], model_files(model))
     resolved = resolve_model(model, inputs=inputs)
     result = export_model(resolved, out, exporter=exporter, opset=opset, verbose=verbose)
     click.echo(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from nnkit.commands._options import CommaList, input_spec_option
+from nnkit.commands._options import TOLERANCE, CommaList, input_spec_option, model_files
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -40,13 +40,13 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 )
 @click.option(
     "--atol",
-    type=click.FloatRange(min=0),
+    type=TOLERANCE,
     default=None,
     help="Absolute tolerance for every output [default: the model's, else per dtype].",
 )
 @click.option(
     "--rtol",
-    type=click.FloatRange(min=0),
+    type=TOLERANCE,
     default=None,
     help="Relative tolerance for every output [default: the model's, else per dtype].",
 )
@@ -96,21 +96,23 @@ def command(
     Exit status: 0 all pass; 1 a mismatch or error (or, with --strict, unsupported);
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
-    from nnkit.fsutil import check_writable
+    from nnkit.fsutil import check_distinct, check_writable
     from nnkit.parity import run_parity
     from nnkit.report import Progress, render_console, write_json, write_junit, write_markdown
 
     writers = [
-        (path, write)
-        for path, write in (
-            (json_file, write_json),
-            (markdown_file, write_markdown),
-            (junit_file, write_junit),
+        (option, path, write)
+        for option, path, write in (
+            ("--json", json_file, write_json),
+            ("--markdown", markdown_file, write_markdown),
+            ("--junit", junit_file, write_junit),
         )
         if path is not None
     ]
-    for path, _ in writers:
+    for _, path, _ in writers:
         check_writable(path)  # before the slow part
+    sources = model_files(*models) + ([("--onnx", onnx_file)] if onnx_file else [])
+    check_distinct([(option, path) for option, path, _ in writers], sources)
     progress = Progress()
     try:
         report = run_parity(
@@ -127,8 +129,9 @@ def command(
         )
     finally:
         progress.finish()
-    click.echo(render_console(report))
-    for path, write in writers:
+    # The reports first: a console that went away (| head) must not cost them.
+    for _, path, write in writers:
         write(path, report)
+    click.echo(render_console(report))
     if not report:
         raise SystemExit(report.exit_code)
