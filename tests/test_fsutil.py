@@ -176,25 +176,6 @@ def test_a_name_over_name_max_is_one_clear_error(tmp_path):
         check_writable(tmp_path / ("d" * 300) / "f.npz")
 
 
-@pytest.fixture
-def full_disk(tmp_path):
-    """A 64 KiB tmpfs: a real full disk (needs root and mount; skipped without them)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], timeout=30, check=False)
-
-
 def test_a_full_disk_keeps_the_old_file_and_names_the_path(full_disk):
     target = full_disk / "out.bin"
     target.write_text("old")
