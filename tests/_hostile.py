@@ -6,8 +6,13 @@ counts what nnkit handled). Every builder writes real files; nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import stat
+import subprocess
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +171,49 @@ def user_model(dst: Path, *, code: str, where: str) -> Path:
     slots[f"at_{where}"] = HOSTILE_CODE[code]
     dst.write_text(USER_MODEL.format(**slots))
     return dst
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, *, size: str = "64k") -> Iterator[Path | None]:
+    """A tmpfs of ``size`` mounted on ``folder``: a real full disk, soon. None where
+    mounting is not allowed (it needs root)."""
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], timeout=30, check=False)
+
+
+#: Character devices by name: (major, minor) on Linux.
+DEVICES = {"null": (1, 3), "full": (1, 7)}
+
+
+def device_node(folder: Path, name: str) -> Path:
+    """``/dev/NAME``'s device, as a private node in ``folder`` when root can make one.
+
+    Attacks on writing into devices must not put the machine's own /dev at risk: run as
+    root, a regression would replace /dev/null for every process. A node of the same
+    device behaves the same for nnkit. Without root, /dev/NAME itself (which a regression
+    could not replace: /dev is not writable).
+    """
+    if os.geteuid() != 0:
+        return Path("/dev") / name
+    node = folder / name
+    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(*DEVICES[name]))
+    return node
+
+
+def stdout_link(folder: Path) -> Path:
+    """A private ``/dev/stdout``: a link to ``/proc/self/fd/1``, as /dev/stdout is."""
+    link = folder / "stdout"
+    link.symlink_to("/proc/self/fd/1")
+    return link

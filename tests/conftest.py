@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,19 +93,11 @@ def user_model_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def full_disk(tmp_path):
+def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs: a real full disk (needs root and mount; skipped without them)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    from tests._hostile import small_disk
+
+    with small_disk(tmp_path / "small") as folder:
+        if folder is None:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], timeout=30, check=False)

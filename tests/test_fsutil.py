@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from nnkit.errors import OutputPathError
-from nnkit.fsutil import atomic_output, check_distinct, check_writable, write_error, write_text
+from nnkit.fsutil import (
+    _destination,
+    atomic_output,
+    check_distinct,
+    check_writable,
+    write_error,
+    write_text,
+)
+from tests._hostile import device_node, stdout_link
 
 
 def test_success_replaces_the_target_and_leaves_no_temporary(tmp_path):
@@ -61,20 +69,22 @@ def test_unwritable_paths_are_refused_up_front(tmp_path):
 
 
 def test_a_character_device_is_written_into_never_replaced(tmp_path):
-    # /dev/null itself: nnkit runs as root in CI images, where a rename over it would
-    # replace the device node with a regular file for every process on the machine.
-    before = os.stat("/dev/null")
-    write_text("/dev/null", "report\n")
-    after = os.stat("/dev/null")
+    # /dev/null's own device (a private node as root: see device_node). Renaming a file
+    # over it, as nnkit did, replaced /dev/null with a regular file for every process.
+    null = device_node(tmp_path, "null")
+    before = os.stat(null)
+    write_text(null, "report\n")
+    after = os.stat(null)
     assert stat.S_ISCHR(after.st_mode)
     assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
-    assert not list(Path("/dev").glob(".null.*.tmp"))
+    assert not list(null.parent.glob(f".{null.name}.*"))
 
 
-def test_a_full_device_is_one_clear_error():
-    with pytest.raises(OutputPathError, match=r"cannot write '/dev/full': No space left"):
-        write_text("/dev/full", "x" * 100_000)
-    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+def test_a_full_device_is_one_clear_error(tmp_path):
+    full = device_node(tmp_path, "full")
+    with pytest.raises(OutputPathError, match=rf"cannot write '{full}': No space left"):
+        write_text(full, "x" * 100_000)
+    assert stat.S_ISCHR(os.stat(full).st_mode)
 
 
 def test_a_symlink_stays_a_link_and_its_target_gets_the_content(tmp_path):
@@ -125,17 +135,26 @@ def test_a_fifo_receives_the_data(tmp_path):
 
 
 def test_dev_stdout_redirected_to_a_file_appends_after_what_was_printed(tmp_path):
+    # Through a private link to /proc/self/fd/1, as /dev/stdout is: a regression must
+    # not replace the machine's /dev/stdout.
+    link = stdout_link(tmp_path)
     out = tmp_path / "out.txt"
     code = (
         "import sys\n"
         "from nnkit.fsutil import write_text\n"
         "print('printed first')\n"
-        "write_text('/dev/stdout', 'then the file\\n')\n"
+        f"write_text({str(link)!r}, 'then the file\\n')\n"
         "print('printed last')\n"
     )
     with out.open("w") as f:
         subprocess.run([sys.executable, "-c", code], stdout=f, timeout=60, check=True)
     assert out.read_text() == "printed first\nthen the file\nprinted last\n"
+    assert link.is_symlink()
+
+
+def test_descriptor_names_are_written_into(tmp_path):
+    for name in ("/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"):
+        assert _destination(Path(name)) == (Path(name), False), name
 
 
 def test_sockets_and_block_devices_are_refused(tmp_path):

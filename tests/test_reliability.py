@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests._faults import external_data_model
-from tests._hostile import odd_names_model
+from tests._hostile import device_node, odd_names_model
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -210,85 +210,46 @@ def test_unreadable_model_files_are_refused_by_infer(tmp_path, make, needle, pro
 # -- devices and links through every command that writes --------------------------------
 
 
+#: Every option that writes a file, as ``nnkit`` arguments with the path left off.
+WRITERS = {
+    "m.onnx": "export relu --exporter torchscript -o",
+    "o.npz": "infer RELU -p cpu --save",
+    "r.json": "parity relu --exporters torchscript --backends cpu --json",
+    "r.md": "parity relu --exporters torchscript --backends cpu --markdown",
+    "r.xml": "parity relu --exporters torchscript --backends cpu --junit",
+    "b.json": "bench RELU --backends cpu --batch 1 --iterations 2 --json",
+    "b.png": "bench RELU --backends cpu --batch 1 --iterations 2 --plot",
+}
+
+
+def _writer(name: str, relu_file: str, target: str | Path) -> list[str]:
+    return [relu_file if w == "RELU" else w for w in WRITERS[name].split()] + [str(target)]
+
+
 def test_every_output_option_writes_into_dev_null_and_keeps_it_a_device(relu_file, tmp_path):
-    runs = [
-        ("export", "relu", "--exporter", "torchscript", "-o", "/dev/null"),
-        ("infer", relu_file, "-p", "cpu", "--save", "/dev/null"),
-        *(
-            (
-                "parity",
-                "relu",
-                "--exporters",
-                "torchscript",
-                "--backends",
-                "cpu",
-                option,
-                "/dev/null",
-            )
-            for option in ("--json", "--markdown", "--junit")
-        ),
-        (
-            "bench",
-            relu_file,
-            "--backends",
-            "cpu",
-            "--batch",
-            "1",
-            "--iterations",
-            "2",
-            "--json",
-            "/dev/null",
-        ),
-    ]
-    before = os.stat("/dev/null")
-    for args in runs:
-        result = run_cli(*args)
-        assert result.exit_code == 0, (args, result.stderr)
-        after = os.stat("/dev/null")
-        assert stat.S_ISCHR(after.st_mode), args
-        assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev), args
-    assert not list(Path("/dev").glob(".null.*"))
+    null = device_node(tmp_path, "null")  # /dev/null's device; a private node as root
+    before = os.stat(null)
+    for name in WRITERS:
+        if name.endswith(".png"):
+            continue  # a plot's format comes from its name's suffix
+        result = run_cli(*_writer(name, relu_file, null))
+        assert result.exit_code == 0, (name, result.stderr)
+        after = os.stat(null)
+        assert stat.S_ISCHR(after.st_mode), name
+        assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev), name
+    assert not list(null.parent.glob(f".{null.name}.*"))
 
 
 def test_every_output_option_follows_a_symlink_and_keeps_it(relu_file, tmp_path):
-    runs = {
-        "m.onnx": ("export", "relu", "--exporter", "torchscript", "-o"),
-        "o.npz": ("infer", relu_file, "-p", "cpu", "--save"),
-        "r.json": ("parity", "relu", "--exporters", "torchscript", "--backends", "cpu", "--json"),
-        "r.md": ("parity", "relu", "--exporters", "torchscript", "--backends", "cpu", "--markdown"),
-        "r.xml": ("parity", "relu", "--exporters", "torchscript", "--backends", "cpu", "--junit"),
-        "b.json": (
-            "bench",
-            relu_file,
-            "--backends",
-            "cpu",
-            "--batch",
-            "1",
-            "--iterations",
-            "2",
-            "--json",
-        ),
-        "b.png": (
-            "bench",
-            relu_file,
-            "--backends",
-            "cpu",
-            "--batch",
-            "1",
-            "--iterations",
-            "2",
-            "--plot",
-        ),
-    }
     (tmp_path / "real").mkdir()
-    for name, args in runs.items():
+    for name in WRITERS:
         link = tmp_path / f"link-{name}"
         link.symlink_to(tmp_path / "real" / name)
-        result = run_cli(*args, str(link))
-        assert result.exit_code == 0, (args, result.stderr)
+        result = run_cli(*_writer(name, relu_file, link))
+        assert result.exit_code == 0, (name, result.stderr)
         assert link.is_symlink(), name
         assert (tmp_path / "real" / name).stat().st_size > 0, name
-    assert sorted(os.listdir(tmp_path / "real")) == sorted(runs)
+    assert sorted(os.listdir(tmp_path / "real")) == sorted(WRITERS)
 
 
 def test_a_fifo_receives_a_report(tmp_path):
@@ -384,18 +345,13 @@ def test_a_full_disk_is_not_blamed_on_the_exporter(full_disk, exporter):
     assert os.listdir(full_disk) == ["c.onnx"]
 
 
-def test_dev_full_is_one_line_from_every_writer(relu_file):
-    assert_one_line_error(
-        run_cli("infer", relu_file, "-p", "cpu", "--save", "/dev/full"),
-        "cannot write '/dev/full': No space left on device",
-    )
-    result = run_cli(
-        "parity", "relu", "--exporters", "torchscript", "--backends", "cpu", "--junit", "/dev/full"
-    )
+def test_dev_full_is_one_line_from_every_writer(relu_file, tmp_path):
+    full = device_node(tmp_path, "full")  # /dev/full's device; a private node as root
+    line = f"Error: cannot write '{full}': No space left on device"
+    assert_one_line_error(run_cli("infer", relu_file, "-p", "cpu", "--save", str(full)), line)
+    result = run_cli(*WRITERS["r.xml"].split(), str(full))
     assert result.exit_code == 2
-    assert (
-        result.stderr.splitlines()[-1] == "Error: cannot write '/dev/full': No space left on device"
-    )
+    assert result.stderr.splitlines()[-1] == line
 
 
 @pytest.mark.parametrize("length", [243, 250, 255])

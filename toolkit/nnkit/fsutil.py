@@ -239,22 +239,37 @@ def _open_stream(p: Path) -> BinaryIO:
     written through a copy of it, sharing its offset, so the bytes land after what was
     printed there before instead of over it.
     """
-    match = _FD_PATH.match(os.path.abspath(p))
-    own = {"/dev/stdout": 1, "/dev/stderr": 2}.get(os.path.abspath(p))
-    if match and match.group(2) in (None, "self", "thread-self", str(os.getpid())):
-        own = int(match.group(3))
-    if own is not None:
-        return os.fdopen(os.dup(own), "wb")
+    found = _descriptor(p)
+    if found is not None and found[0] in ("self", "thread-self", str(os.getpid())):
+        return os.fdopen(os.dup(found[1]), "wb")
     return open(p, "ab")
 
 
 def _is_descriptor(p: Path) -> bool:
-    """``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``: an open descriptor's name."""
-    text = os.path.abspath(p)
-    return text in ("/dev/stdout", "/dev/stderr") or bool(_FD_PATH.match(text))
+    return _descriptor(p) is not None
 
 
-_FD_PATH = re.compile(r"^(/dev/fd|/proc/(self|thread-self|\d+)/fd)/(\d+)$")
+def _descriptor(p: Path) -> tuple[str, int] | None:
+    """``(process, fd)`` where ``p`` or a link on its way names an open descriptor.
+
+    ``/dev/stdout`` links to ``/proc/self/fd/1``; so may any link a user makes. Such a
+    path is written into, never replaced: replacing what it resolves to would swap the
+    file a shell holds open (or, through ``/dev/stdout`` itself, the link in /dev).
+    """
+    hop = os.path.abspath(p)
+    for _ in range(40):  # the kernel's own limit on links followed
+        match = _FD_PATH.match(hop)
+        if match:
+            return match.group(1) or "self", int(match.group(2))
+        try:
+            target = os.readlink(hop)
+        except OSError:  # not a link (or gone): the chain ends here
+            return None
+        hop = os.path.normpath(os.path.join(os.path.dirname(hop), target))
+    return None
+
+
+_FD_PATH = re.compile(r"^(?:/dev/fd|/proc/(self|thread-self|\d+)/fd)/(\d+)$")
 
 
 def _check_name_length(p: Path, real: Path, parent: Path) -> None:
