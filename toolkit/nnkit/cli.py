@@ -53,7 +53,7 @@ CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def _on_signal(signum: int, frame: object) -> None:
-    # Later signals would interrupt the cleanup itself: they wait until the exit.
+    # A second signal would interrupt the cleanup itself: until the exit, they are ignored.
     for sig in (*CLEANUP_SIGNALS, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     raise Interrupted(signum)
