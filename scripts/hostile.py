@@ -52,6 +52,7 @@ from tests._hostile import (  # noqa: E402 (after the path set-up)
     gather_out_of_range,
     npy_header_only,
     odd_names_model,
+    peak_rss,
     reshape_fails_at_run_time,
     small_disk,
     stamped_model,
@@ -527,21 +528,10 @@ def _big_external(ws: Path, m: Material) -> Outcome:
     with (ws / "big.bin").open("wb") as f:
         f.truncate(2 * 1024**3)  # sparse: nothing on disk
     path = external_tensor_model(ws / "big.onnx", location="big.bin")
-    # A launcher: a child's ru_maxrss starts from its parent's, so measure from a small one.
-    launcher = (
-        "import resource, subprocess, sys\n"
-        "r = subprocess.run([sys.executable, '-m', 'nnkit', 'check', sys.argv[1]],\n"
-        "                   capture_output=True, text=True, timeout=120)\n"
-        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
-        "print((r.stdout or r.stderr).strip().splitlines()[0])\n"
-    )
-    r = run([sys.executable, "-c", launcher, str(path)], cwd=ws, timeout=150)
-    if r.timed_out or r.rc != 0:
-        return bad(r.describe())
-    first, verdict = r.out.splitlines()[:2]
-    code, peak_mib = (int(v) for v in first.split())
-    how = f"exit {code}, peak RSS {peak_mib} MiB: {verdict[:100]}"
-    return ok(how) if code == 1 and peak_mib < 500 else bad(how)
+    code, out, err, peak = peak_rss([sys.executable, "-m", "nnkit", "check", str(path)])
+    verdict = (out or err).strip().splitlines()[0] if (out or err).strip() else ""
+    how = f"exit {code}, peak RSS {peak >> 20} MiB: {verdict[:100]}"
+    return ok(how) if code == 1 and peak < 500 << 20 else bad(how)
 
 
 # 6: runtimes that abort -----------------------------------------------------------------

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import stat
 import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,3 +219,33 @@ def stdout_link(folder: Path) -> Path:
     link = folder / "stdout"
     link.symlink_to("/proc/self/fd/1")
     return link
+
+
+#: Runs ``argv`` and reports its peak RSS (``RUSAGE_CHILDREN``) as JSON.
+_LAUNCHER = (
+    "import json, resource, subprocess, sys\n"
+    "r = subprocess.run(sys.argv[2:], capture_output=True, text=True, timeout=float(sys.argv[1]))\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+    "print(json.dumps([r.returncode, r.stdout, r.stderr, peak]))\n"
+)
+
+
+def peak_rss(
+    argv: list[str], *, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, str, str, int]:
+    """``(exit status, stdout, stderr, peak RSS in bytes)`` of running ``argv``.
+
+    Through a small launcher: a child's ``ru_maxrss`` starts from its parent's at fork,
+    so measured straight from a test process holding torch it would read hundreds of
+    MiB before the child did anything.
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(timeout), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 30,
+        env=env,
+        check=True,
+    )
+    code, stdout, stderr, peak = json.loads(out.stdout)
+    return code, stdout, stderr, peak

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from nnkit.check import check_file, read_io
-from tests._hostile import external_tensor_model
+from tests._hostile import external_tensor_model, peak_rss
 from tests.conftest import assert_one_line_error, run_cli
 
 
@@ -203,43 +202,18 @@ def test_tensors_in_attributes_are_checked_too(tmp_path):
     assert result.exit_code == 1 and "is an absolute path" in result.stdout
 
 
-def _peak_rss_of_check(path) -> tuple[int, str, int]:
-    """Exit status, stdout and peak RSS of ``nnkit check PATH``.
-
-    Measured with ``getrusage(RUSAGE_CHILDREN)`` in a small launcher: a child's
-    ``ru_maxrss`` starts from its parent's at fork, so measured straight from pytest (a
-    process holding torch) it would read hundreds of MiB before doing anything.
-    """
-    code = (
-        "import json, resource, subprocess, sys\n"
-        "r = subprocess.run([sys.executable, '-m', 'nnkit', 'check', sys.argv[1]],\n"
-        "                   capture_output=True, text=True, timeout=120)\n"
-        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
-        "print(json.dumps([r.returncode, r.stdout, peak]))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=True,
-    )
-    code, stdout, peak = json.loads(out.stdout)
-    return code, stdout, peak
-
-
 def test_a_2_gb_external_file_is_checked_without_reading_it(tmp_path):
     # Sparse: 2 GiB long, nothing on disk. Reading it whole took 4.1 GB of memory.
     big = tmp_path / "big.bin"
     with big.open("wb") as f:
         f.truncate(2 * 1024**3)
     lying = external_tensor_model(tmp_path / "lying.onnx", location="big.bin")
-    code, stdout, peak = _peak_rss_of_check(lying)
+    code, stdout, _, peak = peak_rss([sys.executable, "-m", "nnkit", "check", str(lying)])
     assert code == 1 and "INVALID" in stdout and "2147483648 bytes" in stdout
     assert peak < 300 * 1024**2, f"peak RSS {peak / 1024**2:.0f} MiB"
     at_the_end = external_tensor_model(
         tmp_path / "end.onnx", location="big.bin", offset=str(2 * 1024**3 - 40), length="40"
     )
-    code, stdout, peak = _peak_rss_of_check(at_the_end)
+    code, stdout, _, peak = peak_rss([sys.executable, "-m", "nnkit", "check", str(at_the_end)])
     assert code == 0 and ": valid" in stdout, stdout
     assert peak < 300 * 1024**2, f"peak RSS {peak / 1024**2:.0f} MiB"
