@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -90,3 +90,14 @@ def user_model_file(tmp_path: Path) -> Path:
         "NOT_A_MODEL = 3\n"
     )
     return path
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a real full disk (needs root and mount; skipped without them)."""
+    from tests._hostile import small_disk
+
+    with small_disk(tmp_path / "small") as folder:
+        if folder is None:
+            pytest.skip("cannot mount a small tmpfs here (needs root)")
+        yield folder

@@ -1,13 +1,28 @@
-"""Atomic outputs: the target is the old file or the whole new one, never a part."""
+"""Outputs: the old file or the whole new one; devices, links and FIFOs kept what they are."""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 
 from nnkit.errors import OutputPathError
-from nnkit.fsutil import atomic_output, check_writable, write_text
+from nnkit.fsutil import (
+    _destination,
+    atomic_output,
+    check_distinct,
+    check_writable,
+    write_error,
+    write_text,
+)
+from tests._hostile import device_node, stdout_link
 
 
 def test_success_replaces_the_target_and_leaves_no_temporary(tmp_path):
@@ -48,3 +63,197 @@ def test_unwritable_paths_are_refused_up_front(tmp_path):
         ro.chmod(0o500)
         with pytest.raises(OutputPathError, match="not writable"):
             check_writable(ro / "f.onnx")
+
+
+# -- devices, links, FIFOs, special files ---------------------------------------------
+
+
+def test_a_character_device_is_written_into_never_replaced(tmp_path):
+    # /dev/null's own device (a private node as root: see device_node). Renaming a file
+    # over it, as nnkit did, replaced /dev/null with a regular file for every process.
+    null = device_node(tmp_path, "null")
+    before = os.stat(null)
+    write_text(null, "report\n")
+    after = os.stat(null)
+    assert stat.S_ISCHR(after.st_mode)
+    assert (after.st_ino, after.st_rdev) == (before.st_ino, before.st_rdev)
+    assert not list(null.parent.glob(f".{null.name}.*"))
+
+
+def test_a_full_device_is_one_clear_error(tmp_path):
+    full = device_node(tmp_path, "full")
+    with pytest.raises(OutputPathError, match=rf"cannot write '{full}': No space left"):
+        write_text(full, "x" * 100_000)
+    assert stat.S_ISCHR(os.stat(full).st_mode)
+
+
+def test_a_symlink_stays_a_link_and_its_target_gets_the_content(tmp_path):
+    real = tmp_path / "real.txt"
+    real.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to("real.txt")
+    write_text(link, "new")
+    assert link.is_symlink() and os.readlink(link) == "real.txt"
+    assert real.read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["link.txt", "real.txt"]
+
+
+def test_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.txt"
+    link.symlink_to("made.txt")
+    write_text(link, "new")
+    assert link.is_symlink() and (tmp_path / "made.txt").read_text() == "new"
+
+
+def test_a_chain_of_links_into_another_folder(tmp_path):
+    (tmp_path / "a").mkdir()
+    real = tmp_path / "a" / "real.txt"
+    real.write_text("old")
+    (tmp_path / "hop.txt").symlink_to(real)
+    (tmp_path / "link.txt").symlink_to("hop.txt")
+    write_text(tmp_path / "link.txt", "new")
+    assert real.read_text() == "new"
+    assert (tmp_path / "link.txt").is_symlink() and (tmp_path / "hop.txt").is_symlink()
+
+
+def test_a_fifo_receives_the_data(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            received.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    write_text(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert received == [b"through the pipe"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert os.listdir(tmp_path) == ["pipe"]
+
+
+def test_dev_stdout_redirected_to_a_file_appends_after_what_was_printed(tmp_path):
+    # Through a private link to /proc/self/fd/1, as /dev/stdout is: a regression must
+    # not replace the machine's /dev/stdout.
+    link = stdout_link(tmp_path)
+    out = tmp_path / "out.txt"
+    code = (
+        "import sys\n"
+        "from nnkit.fsutil import write_text\n"
+        "print('printed first')\n"
+        f"write_text({str(link)!r}, 'then the file\\n')\n"
+        "print('printed last')\n"
+    )
+    with out.open("w") as f:
+        subprocess.run([sys.executable, "-c", code], stdout=f, timeout=60, check=True)
+    assert out.read_text() == "printed first\nthen the file\nprinted last\n"
+    assert link.is_symlink()
+
+
+def test_descriptor_names_are_written_into(tmp_path):
+    for name in ("/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"):
+        assert _destination(Path(name)) == (Path(name), False), name
+
+
+def test_sockets_and_block_devices_are_refused(tmp_path):
+    sock_path = tmp_path / "s.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(sock_path))
+    try:
+        with pytest.raises(OutputPathError, match="it is a socket"):
+            check_writable(sock_path)
+    finally:
+        server.close()
+    block = tmp_path / "blk"
+    try:
+        os.mknod(block, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    except PermissionError:
+        pytest.skip("making a block device node needs root")
+    with pytest.raises(OutputPathError, match="it is a block device"):
+        write_text(block, "x")
+    assert stat.S_ISBLK(os.stat(block).st_mode)
+
+
+# -- names, temporary names and OS errors -------------------------------------------
+
+
+@pytest.mark.parametrize("length", [243, 250, 255])
+def test_names_up_to_name_max_work_though_the_temporary_name_is_longer(tmp_path, length):
+    target = tmp_path / ("n" * (length - 4) + ".npz")
+    assert len(target.name) == length
+    write_text(target, "fits")
+    assert target.read_text() == "fits"
+    assert os.listdir(tmp_path) == [target.name]
+
+
+def test_a_name_over_name_max_is_one_clear_error(tmp_path):
+    with pytest.raises(OutputPathError, match=r"the file name is 260 bytes, over .* limit of 255"):
+        check_writable(tmp_path / ("n" * 256 + ".npz"))
+    with pytest.raises(OutputPathError, match="File name too long"):
+        check_writable(tmp_path / ("d" * 300) / "f.npz")
+
+
+def test_a_full_disk_keeps_the_old_file_and_names_the_path(full_disk):
+    target = full_disk / "out.bin"
+    target.write_text("old")
+    with (
+        pytest.raises(OutputPathError, match=r"out.bin': No space left on device"),
+        atomic_output(target) as tmp,
+    ):
+        tmp.write_bytes(b"\0" * 200_000)
+    assert target.read_text() == "old"
+    assert os.listdir(full_disk) == ["out.bin"]
+
+
+def test_a_writer_that_wraps_the_disk_error_is_not_blamed(full_disk):
+    # An exporter catches the OSError and raises its own error "from None": the full
+    # disk is still what the user must hear about, not "try the other exporter".
+    class WriterError(Exception):
+        pass
+
+    with (
+        pytest.raises(OutputPathError, match="No space left on device") as info,
+        atomic_output(full_disk / "m.onnx") as tmp,
+    ):
+        try:
+            tmp.write_bytes(b"\0" * 200_000)
+        except OSError:
+            raise WriterError("the exporter failed; try --exporter dynamo") from None
+    assert isinstance(info.value.__cause__, WriterError)
+    assert os.listdir(full_disk) == []
+
+
+def test_write_error_finds_the_cause_behind_wrappers():
+    disk = OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+    try:
+        try:
+            raise disk
+        except OSError:
+            raise RuntimeError("wrapped") from None
+    except RuntimeError as wrapped:
+        assert write_error(wrapped) is disk
+    assert write_error(RuntimeError("unrelated")) is None
+    assert write_error(FileNotFoundError(errno.ENOENT, "gone")) is None
+
+
+# -- an output that is an input --------------------------------------------------------
+
+
+def test_outputs_that_are_inputs_are_refused_through_links_and_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "a.npz"
+    data.write_bytes(b"input")
+    (tmp_path / "hard.npz").hardlink_to(data)
+    (tmp_path / "soft.npz").symlink_to("a.npz")
+    (tmp_path / "sub").mkdir()
+    for alias in ["a.npz", "./a.npz", "sub/../a.npz", str(data), "hard.npz", "soft.npz"]:
+        with pytest.raises(OutputPathError, match="is the same file as --input"):
+            check_distinct([("--save", Path(alias))], [("--input", data)])
+    check_distinct([("--save", Path("b.npz"))], [("--input", data)])
+    with pytest.raises(OutputPathError, match="are one file"):
+        check_distinct([("--json", Path("r")), ("--junit", Path("./r"))], [])
+    # Devices may take several outputs: --json /dev/stdout --markdown /dev/stdout.
+    check_distinct([("--json", Path("/dev/stdout")), ("--markdown", Path("/dev/stdout"))], [])
+    assert data.read_bytes() == b"input"

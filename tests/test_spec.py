@@ -18,6 +18,8 @@ from nnkit.spec import (
     parse_shape_override,
     parse_sizes,
     parse_spec,
+    split_name,
+    split_specs,
 )
 
 
@@ -117,6 +119,30 @@ def test_a_range_is_part_of_the_spec_s_identity():
     assert parse_spec("m:2:int64{0,1}") != parse_spec("m:2:int64")
 
 
+# -- names holding ':' or '=' (TensorFlow's input:0) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ('"input:0":batch=2x3', TensorSpec("input:0", (Dim("batch", 2), 3))),
+        ('"a=b":4:int64', TensorSpec("a=b", (4,), "int64")),
+        ('"my input":2', TensorSpec("my input", (2,))),
+        ('"plain":2', TensorSpec("plain", (2,))),
+    ],
+)
+def test_a_quoted_name_may_hold_colons_equals_and_spaces(text, spec):
+    assert parse_spec(text) == spec
+    assert parse_spec(str(spec)) == spec
+
+
+def test_an_unquoted_colon_name_gets_the_quoting_hint():
+    with pytest.raises(SpecError) as info:
+        parse_spec("input:0:2x3")
+    assert "bad dtype '2x3'" in info.value.message
+    assert "goes in double quotes" in info.value.message
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -195,3 +221,47 @@ values = st.one_of(
 def test_str_round_trips_with_values(name, dims, v):
     spec = TensorSpec(name, tuple(dims), "int64", v)
     assert parse_spec(str(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [('"input:0:2x3', "no closing quote"), ('"":2', "is empty"), ('"a"b:2', "expected ':'")],
+)
+def test_bad_quotes_say_what_is_wrong(text, needle):
+    with pytest.raises(SpecError, match=needle):
+        parse_spec(text)
+
+
+def test_shape_override_takes_names_with_colons_quoted_or_not():
+    # Dims never hold ':', so the last one ends the name.
+    assert parse_shape_override("input:0:4x3") == ("input:0", (4, 3))
+    assert parse_shape_override('"input:0":4x3') == ("input:0", (4, 3))
+    assert parse_shape_override('"a=b":4x3') == ("a=b", (4, 3))
+    with pytest.raises(SpecError, match="goes in double quotes"):
+        parse_shape_override("x:4x3:float32")
+
+
+def test_split_name_and_split_specs():
+    assert split_name('"a=b"=x.npy', "=", what="--input") == ("a=b", "=", "x.npy")
+    assert split_name("a=dir=1/x.npy", "=", what="--input") == ("a", "=", "dir=1/x.npy")
+    assert split_specs('x:2:float32 "my in:0":2x3:int64  y:3') == [
+        "x:2:float32",
+        '"my in:0":2x3:int64',
+        "y:3",
+    ]
+
+
+@given(
+    name=st.text(
+        st.characters(codec="utf-8", exclude_characters='"', exclude_categories=("Cs", "Cc")),
+        min_size=1,
+        max_size=12,
+    ),
+    dims=dims,
+    dtype=st.sampled_from(DTYPES),
+)
+def test_any_name_without_quotes_round_trips_through_a_stamp(name, dims, dtype):
+    # The nnkit.inputs metadata is specs joined by spaces: names with spaces survive.
+    specs = [TensorSpec(name, tuple(dims), dtype), TensorSpec("y", (2,), "int64")]
+    stamp = " ".join(str(s) for s in specs)
+    assert [parse_spec(s) for s in split_specs(stamp)] == specs

@@ -8,8 +8,13 @@ import torch or a runtime. Errors a user can cause are :class:`nnkit.errors.Nnki
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -17,6 +22,7 @@ import click
 
 from nnkit import __version__
 from nnkit.errors import EXIT_USAGE, NnkitError
+from nnkit.fsutil import WRITE_ERRNOS
 
 #: command name -> module under nnkit.commands; the order of ``nnkit --help``.
 COMMANDS = {
@@ -28,6 +34,108 @@ COMMANDS = {
     "bench": "bench",
     "doctor": "doctor",
 }
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the main thread is, so that cleanup runs as on Ctrl-C.
+
+    A :class:`KeyboardInterrupt`: every ``finally`` and context manager that cleans up
+    after Ctrl-C (temporary files beside targets, temporary folders) runs for it too.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals handled as Ctrl-C is: clean up, one line, exit 128 + the signal's number.
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # A second signal would interrupt the cleanup itself: until the exit, they are ignored.
+    for sig in (*CLEANUP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+class _PipeGuard(io.RawIOBase):
+    """A file descriptor that, once its reader has gone (EPIPE), writes to /dev/null.
+
+    Python's advice for a closed pipe (``nnkit parity | head``) is to point stdout at
+    /dev/null; doing it at the first failed write, instead of at the top, lets the
+    command finish: the reports are written and the exit status is the verdict.
+    """
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(self._fd, data)
+        except BrokenPipeError:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._fd)
+            os.close(null)
+            return len(memoryview(data))
+
+
+def _guard_streams() -> dict[str, Any]:
+    """Make stdout and stderr survive a reader that went away; return the originals.
+
+    A standard descriptor that is closed (``nnkit ... >&-``) is opened on /dev/null
+    first, so no file nnkit opens later takes its number and receives console output.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    saved: dict[str, Any] = {}
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:  # closed when Python started: write to /dev/null instead
+            saved[name] = None
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+            continue
+        try:
+            fd = stream.fileno()
+            stream.flush()
+        except (AttributeError, ValueError, OSError):  # CliRunner's, or a closed stream
+            continue
+        saved[name] = stream
+        guarded = io.TextIOWrapper(
+            io.BufferedWriter(_PipeGuard(fd)),
+            encoding=stream.encoding,
+            errors=stream.errors,
+            line_buffering=stream.line_buffering,
+            write_through=getattr(stream, "write_through", False),
+        )
+        setattr(sys, name, guarded)
+    return saved
+
+
+def _exit_line(e: BaseException) -> tuple[str, int]:
+    """The one line and exit status of an interrupted run: 128 + the signal's number."""
+    # click turns a KeyboardInterrupt into click.Abort, raised from it.
+    cause = e if isinstance(e, Interrupted) else e.__cause__ or e.__context__
+    if isinstance(cause, Interrupted):
+        name = signal.Signals(cause.signum).name
+        return f"Aborted ({name}).", 128 + cause.signum
+    return "Aborted.", 128 + signal.SIGINT
 
 
 class LazyGroup(click.Group):
@@ -42,10 +150,21 @@ class LazyGroup(click.Group):
         return importlib.import_module(f"nnkit.commands.{COMMANDS[cmd_name]}").command
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
-        """Run the CLI; every error a user can cause ends as one line on stderr."""
+        """Run the CLI; every error a user can cause ends as one line on stderr.
+
+        SIGTERM and SIGHUP clean up as Ctrl-C does and exit 128 + the signal; a closed
+        stdout or stderr (a pipe into ``head``) does not lose the exit status.
+        """
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
+        handlers = {sig: signal.getsignal(sig) for sig in (*CLEANUP_SIGNALS, signal.SIGINT)}
+        main_thread = threading.current_thread() is threading.main_thread()
+        streams: dict[str, Any] = {}
         try:
+            if main_thread:
+                for sig in CLEANUP_SIGNALS:
+                    signal.signal(sig, _on_signal)
+            streams = _guard_streams()
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
@@ -54,9 +173,18 @@ class LazyGroup(click.Group):
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
-            click.echo("Aborted.", err=True)
-            sys.exit(130)
+        except (click.Abort, KeyboardInterrupt) as e:
+            line, status = _exit_line(e)
+            click.echo(line, err=True)
+            sys.exit(status)
+        finally:
+            for name, stream in streams.items():
+                with contextlib.suppress(OSError, ValueError):
+                    getattr(sys, name).flush()
+                setattr(sys, name, stream)
+            if main_thread:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -74,13 +202,31 @@ class LazyGroup(click.Group):
             if ctx.find_root().params.get("debug"):
                 raise
             traceback.clear_frames(e.__traceback__)
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
-            click.echo(
-                f"Error: internal error: {type(e).__name__}: {first} "
-                "(this is a bug in nnkit; run with --debug for the traceback)",
-                err=True,
-            )
+            click.echo(f"Error: {_unexpected(e)}", err=True)
             ctx.exit(EXIT_USAGE)
+
+
+def _unexpected(e: Exception) -> str:
+    """One line for an error nnkit did not raise on purpose.
+
+    Running out of memory or disk is the machine's limit, not a bug: sizes nnkit can
+    see are checked before allocating or writing, and what is left (a runtime's own
+    buffers, a file system filling up under a writer) is reported as what it is.
+    """
+    if isinstance(e, MemoryError):
+        detail = f": {e}" if str(e) else ""
+        return (
+            f"out of memory{detail} (the model or its inputs need more memory than this "
+            "machine gave; try smaller inputs)"
+        )
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        where = f" {e.filename!r}" if e.filename else ""
+        return f"cannot write{where}: {e.strerror or e}"
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+    return (
+        f"internal error: {type(e).__name__}: {first} "
+        "(this is a bug in nnkit; run with --debug for the traceback)"
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

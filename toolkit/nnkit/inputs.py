@@ -3,19 +3,29 @@
 Generated inputs are a pure function of (specs, sizes, seed): every backend of a run,
 and every run of a CI job, sees the same numbers. Feeds from files are loaded with
 ``allow_pickle=False``: an object array or a pickle is refused, never unpickled.
+
+Sizes are checked before anything is allocated: the bytes of generated inputs from
+their shapes, and those of arrays in files from their ``.npy`` headers (inside an
+``.npz``, before a member is inflated). Over :func:`input_bytes_limit` (a quarter of the
+memory this process may use; ``NNKIT_MAX_INPUT_BYTES`` overrides it) the request is
+refused with the size, instead of running the machine out of memory.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from nnkit.errors import InputError
+from nnkit.render import human_bytes
 from nnkit.spec import TensorSpec, ValueRange, Values, ValueSet
 
 if TYPE_CHECKING:
@@ -109,6 +119,86 @@ def generated_hint(specs: Iterable[TensorSpec]) -> str:
     )
 
 
+#: Environment variable that sets :func:`input_bytes_limit` (bytes, or 512M, 8G, 1T).
+LIMIT_ENV = "NNKIT_MAX_INPUT_BYTES"
+#: Share of the memory this process may use that one run's inputs may take.
+LIMIT_SHARE = 4
+
+
+def input_bytes_limit() -> int:
+    """The most bytes one run's inputs may take.
+
+    ``NNKIT_MAX_INPUT_BYTES`` where set; else a quarter of the memory this process may
+    use (physical memory, or the cgroup's limit where that is lower): the runtime needs
+    room for its outputs and intermediate tensors too.
+
+    Raises:
+        InputError: ``NNKIT_MAX_INPUT_BYTES`` is not a size.
+    """
+    text = os.environ.get(LIMIT_ENV, "").strip()
+    if text:
+        match = re.fullmatch(r"(\d+)\s*([KMGT]?)(i?B)?", text, flags=re.IGNORECASE)
+        if not match:
+            raise InputError(
+                f"{LIMIT_ENV}={text!r} is not a size: give bytes, or a number with K, M, G "
+                "or T (e.g. 8G)"
+            )
+        return int(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " ")
+    return usable_memory() // LIMIT_SHARE
+
+
+def usable_memory() -> int:
+    """Bytes of memory this process may use: physical memory, capped by a cgroup limit."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 1024**3
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def check_input_bytes(
+    arrays: Iterable[tuple[str, tuple[int, ...], np.dtype]], *, what: str
+) -> None:
+    """Refuse inputs whose bytes, all together, exceed :func:`input_bytes_limit`.
+
+    Args:
+        arrays: ``(name, shape, dtype)`` of each input, before any is allocated.
+        what: how the message names them ("generated inputs", "x.npz").
+
+    Raises:
+        InputError: naming the total, the largest input and the limit.
+    """
+    sizes = [(name, shape, dt, math.prod(shape) * dt.itemsize) for name, shape, dt in arrays]
+    total = sum(n for *_, n in sizes)
+    limit = input_bytes_limit()
+    if total <= limit:
+        return
+    name, shape, dt, nbytes = max(sizes, key=lambda s: s[3])
+    source = (
+        f"set by {LIMIT_ENV}"
+        if os.environ.get(LIMIT_ENV, "").strip()
+        else (
+            f"a quarter of this machine's {human_bytes(usable_memory())} of memory; "
+            f"set {LIMIT_ENV} to change it"
+        )
+    )
+    raise InputError(
+        f"{what} need {human_bytes(total)} ({name!r} {list(shape)} {_dtype_name(dt)}: "
+        f"{human_bytes(nbytes)}), over nnkit's limit of {human_bytes(limit)} ({source})"
+    )
+
+
+def _dtype_name(dt: np.dtype) -> str:
+    return "bool" if dt == np.bool_ else str(dt)
+
+
 def generate(
     specs: Iterable[TensorSpec],
     *,
@@ -130,11 +220,15 @@ def generate(
     rng = np.random.default_rng(seed)
     sizes = sizes or {}
     shapes = shapes or {}
-    out: dict[str, np.ndarray] = {}
-    for spec in specs:
-        shape = shapes.get(spec.name) or spec.shape_with(dict(sizes))
-        out[spec.name] = random_array(shape, spec.dtype, rng, value_range=spec.value_range)
-    return out
+    specs = list(specs)
+    concrete = {s.name: shapes.get(s.name) or s.shape_with(dict(sizes)) for s in specs}
+    check_input_bytes(
+        ((s.name, concrete[s.name], numpy_dtype(s.dtype)) for s in specs), what="the inputs"
+    )
+    return {
+        s.name: random_array(concrete[s.name], s.dtype, rng, value_range=s.value_range)
+        for s in specs
+    }
 
 
 def declared_arrays(
@@ -147,8 +241,7 @@ def declared_arrays(
     """
     from nnkit.values import LEN_SUFFIX, random_value
 
-    rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
+    declared = list(declared)
     for info in declared:
         if info.is_sequence or info.unsupported:
             how = (
@@ -161,6 +254,13 @@ def declared_arrays(
                 f"input {info.name!r} is a {info.type_text()}, which nnkit does not generate: "
                 f"give it in an .npz file (--input FILE.npz){how}"
             )
+    check_input_bytes(
+        ((i.name, tuple(shapes[i.name]), _generated_dtype(i.dtype)) for i in declared),
+        what="the generated inputs",
+    )
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for info in declared:
         try:
             special = random_value(shapes[info.name], info.dtype, rng)
             feeds[info.name] = (
@@ -174,6 +274,15 @@ def declared_arrays(
     return feeds
 
 
+def _generated_dtype(name: str) -> np.dtype:
+    """The dtype an input of ONNX dtype ``name`` is generated as (1 byte for unknown ones:
+    :func:`declared_arrays` refuses those with their own message)."""
+    try:
+        return numpy_dtype(name)
+    except (TypeError, ImportError):
+        return np.dtype(np.uint8)
+
+
 def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray]:
     """Load user feeds: ``(name, file.npy)`` pairs, or ``(None, file.npz)`` for many at once.
 
@@ -182,11 +291,32 @@ def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray
     inputs). ``(name, file.npz)`` takes ``name`` from the archive, or the keys of the
     sequence ``name``. Arrays ``--save`` stored as raw bits get their dtypes back.
 
+    Every file's array headers are read first, and the declared sizes checked against
+    the files' lengths and :func:`input_bytes_limit`, before any array is loaded.
+
     Raises:
-        InputError: a file that is missing, not an array, an object array or a pickle.
+        InputError: a file that is missing, not an array, an object array or a pickle,
+            truncated, or whose arrays are too large.
     """
     from nnkit.values import restore_dtypes, sequence_keys_of
 
+    items = list(items)
+    declared = [
+        (f"{path}[{key}]" if key else str(path), shape, dt, available)
+        for _, path in items
+        for key, shape, dt, available in _array_headers(path)
+    ]
+    check_input_bytes(
+        ((what, shape, dt) for what, shape, dt, _ in declared),
+        what=f"the input arrays in {', '.join(str(p) for _, p in items)}",
+    )
+    for what, shape, dt, available in declared:
+        needed = math.prod(shape) * dt.itemsize
+        if available < needed:
+            raise InputError(
+                f"{what} is truncated: its header declares {list(shape)} {_dtype_name(dt)} "
+                f"({needed:,} bytes), the file holds {max(available, 0):,}"
+            )
     feeds: dict[str, np.ndarray] = {}
     for name, path in items:
         loaded = _load_array_file(path)
@@ -210,9 +340,67 @@ def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray
     return feeds
 
 
-def _load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
-    if not path.is_file():
+def _array_headers(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype, int]]:
+    """``(member, shape, dtype, bytes there)`` of each array in a ``.npy`` (member '')
+    or ``.npz``, read from the headers alone: nothing is inflated or allocated.
+
+    Raises:
+        InputError: not a regular file, not an array file, or an ``.npz`` member that
+            is not an array.
+    """
+    if not path.exists():
         raise InputError(f"input file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise InputError(f"input file {str(path)!r} is not a regular file")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+            if magic.startswith(b"PK"):
+                return _npz_headers(path)
+            f.seek(0)
+            shape, dt, header = _npy_header(f, str(path))
+            return [("", shape, dt, path.stat().st_size - header)]
+    except InputError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise InputError(f"{path} is not a readable .npy/.npz array file: {_why(e)}") from None
+
+
+def _npz_headers(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype, int]]:
+    found = []
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            what = f"{path}[{info.filename}]"
+            if not info.filename.endswith(".npy"):
+                raise InputError(f"{what} is not an array (an .npz holds NAME.npy members only)")
+            with zf.open(info) as member:  # inflates only as far as the header
+                shape, dt, header = _npy_header(member, what)
+            found.append((info.filename[: -len(".npy")], shape, dt, info.file_size - header))
+    return found
+
+
+def _npy_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and header length of the ``.npy`` array at ``f``'s position."""
+    version = np.lib.format.read_magic(f)
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:
+        raise InputError(
+            f"{what} is a .npy file of format {version[0]}.{version[1]} (structured arrays); "
+            "nnkit feeds plain arrays"
+        )
+    shape, _, dt = readers[version](f)
+    if dt.hasobject or dt.fields:
+        raise InputError(f"{what} is not a numeric array (dtype {dt}); nnkit feeds plain arrays")
+    return tuple(int(d) for d in shape), dt, f.tell()
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_array_file(path: Path) -> np.ndarray | dict[str, np.ndarray]:
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):

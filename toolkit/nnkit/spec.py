@@ -15,6 +15,16 @@ bounds, or a set of values::
     input_ids:batch=2xseq=16:int64[0,30522)      token ids 0 .. 30521
     attention_mask:batch=2xseq=16:int64{0,1}      only 0 or 1
     x:batch=2x3:float32[-1,1]                     uniform in -1 .. 1
+
+A name that holds ``:``, ``=`` or a space (TensorFlow's ``input:0``) is written in
+double quotes, in a spec and wherever a name is given (``--shape``, ``--input
+NAME=FILE``)::
+
+    "input:0":batch=2x3:float32   ->  TensorSpec("input:0", (Dim("batch", 2), 3), "float32")
+
+Quoting, rather than splitting at the last separator, because a file path may hold
+``=`` and a spec's dtype is optional: only quotes make every name and every path
+unambiguous, the same way in every option.
 """
 
 from __future__ import annotations
@@ -136,7 +146,48 @@ class TensorSpec:
 
     def __str__(self) -> str:
         dims = "x".join(str(d) for d in self.dims) if self.dims else "scalar"
-        return f"{self.name}:{dims}:{self.dtype}{self.value_range or ''}"
+        return f"{quote_name(self.name)}:{dims}:{self.dtype}{self.value_range or ''}"
+
+
+def quote_name(name: str) -> str:
+    """``name`` as written in a spec: in double quotes where it holds ``:``, ``=`` or a space."""
+    return f'"{name}"' if _NEEDS_QUOTES.search(name) or name.startswith('"') else name
+
+
+def split_name(text: str, sep: str, *, what: str) -> tuple[str, str, str]:
+    """Split ``text`` at the ``sep`` that ends its leading name, as ``str.partition`` does.
+
+    The name may be quoted (``"input:0"=x.npy``); then the quotes are removed and it
+    ends at the closing quote, which ``sep`` must follow.
+
+    Raises:
+        SpecError: an unclosed quote, or a quoted name not followed by ``sep``.
+    """
+    if not text.startswith('"'):
+        return text.partition(sep)
+    close = text.find('"', 1)
+    if close < 0:
+        raise SpecError(f"bad {what} {text!r}: the quoted name has no closing quote")
+    name, rest = text[1:close], text[close + 1 :]
+    if not name:
+        raise SpecError(f"bad {what} {text!r}: the quoted name is empty")
+    if rest and not rest.startswith(sep):
+        raise SpecError(f"bad {what} {text!r}: expected {sep!r} after the quoted name {name!r}")
+    return name, rest[:1], rest[1:]
+
+
+def split_specs(text: str) -> list[str]:
+    """Split a space-separated list of specs, keeping quoted names whole."""
+    return _SPEC_TOKEN.findall(text)
+
+
+_DIMS = re.compile(r"(\w+=)?\d+(x(\w+=)?\d+)*")
+_NEEDS_QUOTES = re.compile(r'[:=\s"]')
+_SPEC_TOKEN = re.compile(r'(?:"[^"]*"|[^\s"])+')
+_QUOTE_HINT = (
+    "; a name holding ':' or '=' goes in double quotes, e.g. '\"input:0\":1x3' "
+    "(single quotes around it for the shell)"
+)
 
 
 def parse_dim(text: str, *, spec: str) -> DimLike:
@@ -172,23 +223,27 @@ def parse_spec(text: str) -> TensorSpec:
     Raises:
         SpecError: the text is not a spec; the message shows the expected form.
     """
-    match = _VALUES.search(text)
-    body, values_text = (text[: match.start()], match["values"]) if match else (text, "")
-    if not match and any(c in text for c in "[]{}()"):
+    name, _, rest = split_name(text, ":", what="input spec")
+    match = _VALUES.search(rest)
+    body, values_text = (rest[: match.start()], match["values"]) if match else (rest, "")
+    if not match and any(c in rest for c in "[]{}()"):
         raise SpecError(
             f"bad values in spec {text!r}: after the dtype comes a range [low,high] "
             "(( ) for open bounds) or a set {a,b}, e.g. input_ids:batch=2x16:int64[0,30522)"
         )
     parts = body.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+    if len(parts) not in (1, 2) or not name or not parts[0]:
         raise SpecError(
-            f"bad input spec {text!r}: expected name:dims[:dtype], e.g. x:batch=2x3x32x32:float32"
+            f"bad input spec {text!r}: expected name:dims[:dtype], e.g. "
+            f"x:batch=2x3x32x32:float32{_QUOTE_HINT}"
         )
-    name, dims_text = parts[0], parts[1]
-    dtype = parts[2] if len(parts) == 3 else DEFAULT_DTYPE
+    dims_text = parts[0]
+    dtype = parts[1] if len(parts) == 2 else DEFAULT_DTYPE
     if dtype not in DTYPES:
+        # "input:0:2x3": the dims moved to the dtype's place; a quoted name fixes it.
+        hint = _QUOTE_HINT if _DIMS.fullmatch(dtype) else ""
         raise SpecError(
-            f"bad dtype {dtype!r} in spec {text!r}: valid dtypes are {', '.join(DTYPES)}"
+            f"bad dtype {dtype!r} in spec {text!r}: valid dtypes are {', '.join(DTYPES)}{hint}"
         )
     dims = (
         ()
@@ -279,14 +334,23 @@ def _number(value: Number) -> str:
 
 
 def parse_shape_override(text: str) -> tuple[str, tuple[int, ...]]:
-    """Parse ``name:dims`` with concrete dims only (``x:4x3x32x32``), for ``--shape``."""
-    name, sep, dims_text = text.partition(":")
+    """Parse ``name:dims`` with concrete dims only (``x:4x3x32x32``), for ``--shape``.
+
+    Dims hold no ``:``, so an unquoted name ends at the last one: ``input:0:1x3`` is
+    input ``input:0``. A quoted name (``"input:0":1x3``) works too.
+    """
+    if text.startswith('"'):
+        name, sep, dims_text = split_name(text, ":", what="shape")
+    else:
+        name, sep, dims_text = text.rpartition(":")
     if not sep or not name or not dims_text:
         raise SpecError(f"bad shape {text!r}: expected name:dims, e.g. x:4x3x32x32")
     dims = []
     for d in dims_text.split("x"):
         if not d.isdigit():
-            raise SpecError(f"bad shape {text!r}: dims are sizes joined by x, e.g. x:4x3x32x32")
+            raise SpecError(
+                f"bad shape {text!r}: dims are sizes joined by x, e.g. x:4x3x32x32{_QUOTE_HINT}"
+            )
         dims.append(int(d))
     return name, tuple(dims)
 

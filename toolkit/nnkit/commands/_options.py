@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -37,6 +40,70 @@ class SpecType(ParsedType):
 
     def parse(self, text: str) -> TensorSpec:
         return parse_spec(text)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float within bounds that is a number: NaN and infinities are refused.
+
+    ``float("nan")`` passes every comparison click's :class:`~click.FloatRange` makes,
+    so a bounded float option would take ``nan`` (a NaN tolerance passes every
+    comparison) and ``inf`` (a time budget that never ends) without this.
+    """
+
+    name = "float"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: The most threads an option may ask for; above the usable cores nnkit warns.
+MAX_THREADS = 1024
+#: Seeds from 0 to 2**32-1: what every generator accepts (numpy's legacy RandomState too).
+MAX_SEED = 2**32 - 1
+#: Run counts: a million untimed runs, a hundred million timed ones, are past any use.
+MAX_WARMUP = 1_000_000
+MAX_ITERATIONS = 100_000_000
+#: A time budget per backend and batch: an hour.
+MAX_SECONDS = 3600.0
+
+#: ``--atol``/``--rtol``: finite and non-negative.
+TOLERANCE = FiniteFloat(min=0)
+SEED = click.IntRange(0, MAX_SEED)
+THREADS = click.IntRange(1, MAX_THREADS)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _warn_threads(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    cores = usable_cores()
+    if value is not None and value > cores:
+        click.echo(
+            f"warning: --threads {value} is more than the {cores} core(s) this process may "
+            "use: the runs will be slower, not faster",
+            err=True,
+        )
+    return value
+
+
+def threads_option(help: str) -> Callable[[F], F]:
+    """``--threads N``: 1 to :data:`MAX_THREADS`, a warning above the usable cores."""
+    return click.option("--threads", type=THREADS, callback=_warn_threads, help=help)
+
+
+def seed_option(help: str) -> Callable[[F], F]:
+    """``--seed N``: 0 to 2**32-1, 0 by default."""
+    return click.option("--seed", type=SEED, default=0, show_default=True, help=help)
 
 
 class CommaList(click.ParamType):
@@ -87,7 +154,7 @@ def timeout_option(what: str) -> Callable[[F], F]:
     """``--timeout SECONDS``: how long one step of user code or a runtime may take."""
     return click.option(
         "--timeout",
-        type=click.FloatRange(min=0),
+        type=FiniteFloat(min=0),
         default=DEFAULT_TIMEOUT,
         show_default=True,
         help=f"Seconds {what} may take before it is stopped and reported as an error, with "
@@ -105,6 +172,22 @@ def ignore_output_option() -> Callable[[F], F]:
         help="Leave this output out of the export and the comparison: an output's name, or "
         "a group of them (past_key_values drops past_key_values.0.0, ...); repeatable.",
     )
+
+
+def model_files(*refs: str) -> list[tuple[str, Path]]:
+    """``("MODEL", path)`` for each reference that names a file: ``net.py:Net`` or ``m.onnx``.
+
+    For :func:`nnkit.fsutil.check_distinct`: an output must not overwrite the model.
+    Read as :mod:`nnkit.resolve` reads references, without importing it (or torch).
+    """
+    found = []
+    for ref in refs:
+        where, sep, _ = ref.rpartition(":")
+        if sep and (where.endswith(".py") or "/" in where):
+            found.append(("MODEL", Path(where)))
+        elif ref.lower().endswith(".onnx"):
+            found.append(("MODEL", Path(ref)))
+    return found
 
 
 def emit_json(data: Any) -> None:

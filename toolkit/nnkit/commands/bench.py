@@ -9,15 +9,26 @@ from typing import Any
 import click
 
 from nnkit.commands._options import (
+    MAX_ITERATIONS,
+    MAX_SECONDS,
+    MAX_WARMUP,
     CommaList,
+    FiniteFloat,
     exporter_option,
     input_spec_option,
+    model_files,
+    seed_option,
+    threads_option,
     timeout_option,
 )
 from nnkit.errors import EXIT_FAILED, NnkitError
 
 #: The backend names, listed here so ``--help`` imports no runtime.
 BACKEND_NAMES = ["torch", "cpu", "cuda", "tensorrt", "openvino", "tract", "reference"]
+
+
+#: The largest batch size: inputs beyond it would not fit in memory anyway.
+MAX_BATCH = 1_000_000
 
 
 class BatchList(click.ParamType):
@@ -32,8 +43,10 @@ class BatchList(click.ParamType):
             return value
         sizes: list[int] = []
         for item in CommaList().convert(value, param, ctx):
-            if not item.isdigit() or int(item) < 1:
-                self.fail(f"batch size {item!r} is not a positive integer", param, ctx)
+            if not item.isdigit() or not 1 <= int(item) <= MAX_BATCH:
+                self.fail(
+                    f"batch size {item!r} is not an integer from 1 to {MAX_BATCH:,}", param, ctx
+                )
             if int(item) in sizes:
                 self.fail(f"batch size {item} is given twice", param, ctx)
             sizes.append(int(item))
@@ -61,28 +74,28 @@ def is_onnx_file(model: str) -> bool:
     show_default=True,
     help="Batch sizes: the dim labelled 'batch' (else a dynamic axis 0) takes each.",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Threads every runtime may use.")
+@threads_option("Threads every runtime may use (1 to 1024; a warning above the usable cores).")
 @click.option(
     "--warmup",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_WARMUP),
     default=10,
     show_default=True,
     help="Untimed runs after the first (at most a quarter of --seconds).",
 )
 @click.option(
     "--iterations",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ITERATIONS),
     help="Timed runs per backend and batch (with --seconds: whichever ends first).",
 )
 @click.option(
     "--seconds",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, min_open=True, max=MAX_SECONDS),
     help="Time budget of warm-up and timed runs per backend and batch [default: 1.0, "
     "or none with --iterations].",
 )
 @exporter_option("Exporter of a PyTorch model (ignored for an ONNX file).")
 @input_spec_option("Input spec of a model outside the zoo, name:dims[:dtype] (x:batch=2x10).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the inputs.")
+@seed_option("Seed of the inputs (0 to 2**32-1).")
 @click.option(
     "--json",
     "json_out",
@@ -123,12 +136,16 @@ def command(
     backend failed on the model (its rows say why), 2 when the request cannot run.
     """
     from nnkit import bench
-    from nnkit.fsutil import check_writable, write_text
+    from nnkit.fsutil import check_distinct, check_writable, write_text
 
     if json_out is not None and str(json_out) != "-":
         check_writable(json_out)
     if plot is not None:
         bench.check_plot_path(plot)
+    outputs = [("--json", json_out), ("--plot", plot)]
+    check_distinct(
+        [(what, p) for what, p in outputs if p is not None and str(p) != "-"], model_files(model)
+    )
     settings: dict[str, Any] = {
         "batches": batches,
         "threads": threads,

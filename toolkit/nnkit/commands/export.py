@@ -10,6 +10,7 @@ from nnkit.commands._options import (
     exporter_option,
     ignore_output_option,
     input_spec_option,
+    model_files,
     timeout_option,
 )
 from nnkit.render import human_bytes
@@ -66,7 +67,10 @@ def command(
     crashes or hangs is an error (exit 2), and nothing it prints reaches stdout.
     """
     from nnkit.export import export_reference
+    from nnkit.fsutil import check_distinct, check_writable
 
+    check_writable(out)  # before the slow part
+    check_distinct([("--output", out)], model_files(model))
     result = export_reference(
         model,
         out,

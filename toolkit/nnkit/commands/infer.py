@@ -8,9 +8,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nnkit.commands._options import emit_json, timeout_option
+from nnkit.commands._options import (
+    MAX_ITERATIONS,
+    MAX_WARMUP,
+    emit_json,
+    seed_option,
+    threads_option,
+    timeout_option,
+)
 from nnkit.errors import SpecError
 from nnkit.render import table
+from nnkit.spec import split_name
 
 if TYPE_CHECKING:
     from nnkit.infer import InferResult, OutputStats
@@ -29,11 +37,18 @@ def _provider(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _input_items(values: tuple[str, ...]) -> list[tuple[str | None, Path]]:
+    """``NAME=FILE`` or ``FILE``; a NAME holding ``=`` or ``:`` in double quotes."""
     items: list[tuple[str | None, Path]] = []
     for text in values:
-        name, sep, file = text.partition("=")
-        if sep and not name:
+        name, sep, file = split_name(text, "=", what="--input")
+        if sep and (not name or not file):
             raise SpecError(f"bad --input {text!r}: expected NAME=FILE.npy or FILE.npz")
+        if sep and "=" in file and not text.startswith('"') and not Path(file).exists():
+            head, _, tail = text.rpartition("=")
+            raise SpecError(
+                f"bad --input {text!r}: read as input {name!r} from file {file!r}, which does "
+                f"not exist; a name holding '=' goes in double quotes: '\"{head}\"={tail}'"
+            )
         items.append((name, Path(file)) if sep else (None, Path(text)))
     return items
 
@@ -66,21 +81,21 @@ def _fmt(value: float | None) -> str:
     metavar="NAME:DIMS",
     help="Shape of a generated input, e.g. x:4x3x32x32 (symbolic dims default to 1).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of generated inputs.")
+@seed_option("Seed of generated inputs (0 to 2**32-1).")
 @click.option(
     "--save",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write every output to this .npz file (nnkit's layout: --input reads it back).",
 )
-@click.option("--warmup", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--warmup", type=click.IntRange(0, MAX_WARMUP), default=1, show_default=True)
 @click.option(
     "--iterations",
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_ITERATIONS),
     default=0,
     show_default=True,
     help="Time this many runs and print latency percentiles.",
 )
-@click.option("--threads", type=click.IntRange(min=1), help="Threads the runtime may use.")
+@threads_option("Threads the runtime may use (1 to 1024; a warning above the usable cores).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 @timeout_option("loading and running the file")
 def command(
@@ -102,20 +117,25 @@ def command(
     back to another provider. The runtime runs in a worker process: one that aborts or
     hangs past --timeout is an error (exit 2), not a crash.
     """
-    from nnkit.fsutil import atomic_output, check_writable
+    from nnkit.fsutil import atomic_output, check_distinct, check_writable
     from nnkit.infer import run_file_isolated
     from nnkit.inputs import load_feeds
     from nnkit.spec import parse_shape_override
 
+    items = _input_items(input_files)
     if save is not None:
         check_writable(save)
+        check_distinct(
+            [("--save", save)],
+            [("MODEL", model), *(("--input", file) for _, file in items)],
+        )
     shapes: dict[str, tuple[int, ...]] = {}
     for text in shape_texts:
         name, dims = parse_shape_override(text)
         if name in shapes:
             raise SpecError(f"--shape {name!r} is given twice")
         shapes[name] = dims
-    feeds = load_feeds(_input_items(input_files)) if input_files else None
+    feeds = load_feeds(items) if items else None
     result = run_file_isolated(
         model,
         provider,

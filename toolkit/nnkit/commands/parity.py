@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 import click
 
 from nnkit.commands._options import (
+    TOLERANCE,
     CommaList,
     ParsedType,
     ignore_output_option,
     input_spec_option,
+    model_files,
     timeout_option,
 )
 
@@ -84,14 +86,14 @@ class CompareType(ParsedType):
 )
 @click.option(
     "--atol",
-    type=click.FloatRange(min=0),
+    type=TOLERANCE,
     default=None,
     help="Explicit absolute tolerance for every output, element-wise only [default: "
     "scale-aware: the model's, else the dtype's, times the reference's RMS].",
 )
 @click.option(
     "--rtol",
-    type=click.FloatRange(min=0),
+    type=TOLERANCE,
     default=None,
     help="Explicit relative tolerance for every output [default: the model's, else per dtype].",
 )
@@ -184,17 +186,17 @@ def command(
     Exit status: 0 all pass; 1 a mismatch or error (with --strict: unsupported, warning);
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
-    from nnkit.fsutil import check_writable
+    from nnkit.fsutil import check_distinct, check_writable
     from nnkit.parity import run_parity
     from nnkit.report import Progress, render_console, write_json, write_junit, write_markdown
     from nnkit.spec import parse_sizes
 
     writers = [
-        (path, write)
-        for path, write in (
-            (json_file, write_json),
-            (markdown_file, write_markdown),
-            (junit_file, write_junit),
+        (option, path, write)
+        for option, path, write in (
+            ("--json", json_file, write_json),
+            ("--markdown", markdown_file, write_markdown),
+            ("--junit", junit_file, write_junit),
         )
         if path is not None
     ]
@@ -203,8 +205,10 @@ def command(
         if name in rules:
             raise click.BadParameter(f"output {name!r} is named twice", param_hint="--compare")
         rules[name] = rule
-    for path, _ in writers:
+    for _, path, _ in writers:
         check_writable(path)  # before the slow part
+    sources = model_files(*models) + ([("--onnx", onnx_file)] if onnx_file else [])
+    check_distinct([(option, path) for option, path, _ in writers], sources)
     progress = Progress()
     try:
         report = run_parity(
@@ -228,8 +232,9 @@ def command(
         )
     finally:
         progress.finish()
-    click.echo(render_console(report, verbose=verbose))
-    for path, write in writers:
+    # The reports first: a console that went away (| head) must not cost them.
+    for _, path, write in writers:
         write(path, report)
+    click.echo(render_console(report, verbose=verbose))
     if not report:
         raise SystemExit(report.exit_code)
