@@ -641,9 +641,10 @@ def bench_model(
 
     check_backends(backends, with_torch=True)  # before the slow part
     request = ModelRequest(ref, tuple(inputs))
+    # The folder outlives the worker: it is stopped before the folder is cleaned up.
     with (
-        Worker("PyTorch") as user,
         tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp,
+        Worker("PyTorch") as user,
     ):
         user.call(preload, ["torch"])  # not timed: not the model's time
         try:

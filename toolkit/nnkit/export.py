@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nnkit import __version__
-from nnkit.errors import ExportError, ModelSourceError, root_cause
+from nnkit.errors import ExportError, ModelSourceError, NnkitError, root_cause
 from nnkit.fsutil import atomic_output, check_writable
 from nnkit.quiet import captured
 from nnkit.resolve import ResolvedModel, example_args
@@ -589,5 +589,8 @@ def export_reference(
                 raise ExportError(
                     f"exporting {ref!r}: {e.format_message()}", detail=e.detail
                 ) from None
+            except NnkitError as e:  # name the user's path, not the worker's temporary one
+                e.message = e.message.replace(str(Path(work) / target.name), str(target))
+                raise
             os.replace(result.path, tmp)
     return dataclasses.replace(result, path=target)

@@ -545,10 +545,11 @@ def run_parity(
     for request in requests:
         if request.ref in objects:
             register(request, objects[request.ref])
+    # The folder outlives the workers: they are stopped before it is cleaned up.
     with (
+        _folder(artifacts) as folder,
         InProcess() if objects else Worker("PyTorch") as user,
         Worker("runtimes") as runtimes,
-        _folder(artifacts) as folder,
     ):
         user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
         infos = [_build(user, request, timeout) for request in requests]
@@ -886,9 +887,9 @@ def _export(
             )
             os.replace(result.path, path)
     except NnkitError as e:
-        return ExportRecord(
-            model.name, exporter, None, time.perf_counter() - start, error=e.format_message()
-        )
+        # Name the artifact's path, not the worker's temporary folder inside it.
+        error = re.sub(r"\.nnkit-export-[^/]+/", "", e.format_message())
+        return ExportRecord(model.name, exporter, None, time.perf_counter() - start, error=error)
     return ExportRecord(model.name, exporter, str(path), result.seconds, notes=result.notes())
 
 

@@ -92,6 +92,11 @@ class InProcess:
         except SystemExit as e:
             raise WorkerExit(_exit_message(e.code, _raised_at(e))) from None
 
+    def _kill(self) -> None:
+        if self._proc is not None:
+            _kill_group(self._proc)
+        self.close()
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -146,12 +151,19 @@ class Worker:
             self._requests.send((fn, args, kw))
         except (BrokenPipeError, ConnectionError, OSError):
             raise self._lost(mark) from None
-        if not self._replies.poll(timeout or None):
-            raise self._timed_out(mark, timeout or 0.0)
         try:
+            if not self._replies.poll(timeout or None):
+                raise self._timed_out(mark, timeout or 0.0)
             kind, payload, detail = self._replies.recv()
         except (EOFError, ConnectionError, OSError):
             raise self._lost(mark) from None
+        except WorkerFailure:
+            raise
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) while the worker runs: what it is doing is
+            # abandoned, and it must not go on writing into folders being cleaned up.
+            self._kill()
+            raise
         if kind == "ok":
             return payload
         if kind == "raise":
@@ -164,6 +176,11 @@ class Worker:
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            _kill_group(self._proc)
+        self.close()
 
     def close(self) -> None:
         """End the worker: close its pipe, then kill its process group if it lingers."""
