@@ -73,6 +73,12 @@ class Chatty(Small):
         return self.fc(x)
 
 
+class ClosesStdout(Small):
+    def forward(self, x):
+        sys.stdout.close()
+        return self.fc(x)
+
+
 class Pick(nn.Module):
     def forward(self, x):
         return x[torch.tensor([0, 2])] * 2
@@ -226,6 +232,22 @@ def test_what_user_code_prints_never_reaches_stdout(models, tmp_path) -> None:
         and export.stdout.startswith("exported")
         and "HELLO" not in export.stdout
     )
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_model_that_closes_stdout_exports_and_benches(models, tmp_path, exporter) -> None:
+    spec = ("--input", "x:batch=2x4")
+    export = run_cli(
+        "export", f"{models}:ClosesStdout", *spec, "--exporter", exporter, "-o",
+        str(tmp_path / "c.onnx"),
+    )  # fmt: skip
+    assert export.exit_code == 0, export.output
+    bench = run_cli(
+        "bench", f"{models}:ClosesStdout", *spec, "--exporter", exporter, "--backends",
+        "torch,cpu", "--batch", "1", "--seconds", "0.05", "--json", "-",
+    )  # fmt: skip
+    assert bench.exit_code == 0, bench.output
+    assert len(json.loads(bench.stdout)["results"]) == 2
 
 
 def test_a_file_never_runs_the_code_its_metadata_names(models, tmp_path, monkeypatch) -> None:

@@ -37,7 +37,7 @@ def captured(enabled: bool = True) -> Iterator[Captured]:
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
         saved = _redirect_fds(sink.fileno())
-        text_sink = io.StringIO()
+        text_sink = _Sink()
         try:
             with (
                 contextlib.redirect_stdout(text_sink),
@@ -55,6 +55,14 @@ def captured(enabled: bool = True) -> Iterator[Captured]:
                 + text_sink.getvalue()
                 + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
             )
+
+
+class _Sink(io.StringIO):
+    """Python-level stdout and stderr while captured: code that closes ``sys.stdout``
+    (a user's model does, sometimes) closes nothing of ours."""
+
+    def close(self) -> None:
+        """Ignored: the text is read when the capture ends."""
 
 
 def _redirect_fds(target: int) -> list[tuple[int, int]]:

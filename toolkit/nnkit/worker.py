@@ -434,8 +434,9 @@ def main(argv: list[str]) -> None:
     with contextlib.suppress(OSError):
         os.chdir(hello["cwd"])
     _serve(requests, replies)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a user's code may have closed it
+            stream.flush()
     os._exit(0)  # threads the user's code left running must not keep the worker alive
 
 
