@@ -129,8 +129,10 @@ def test_a_file_that_froze_the_batch_fails_on_every_runtime_with_the_reason(
     assert by_case == {"batch=2": {"pass"}, "batch=1": {"mismatch"}, "batch=5": {"mismatch"}}
     failed = next(r for r in report.results if r.case == "batch=1")
     assert "does not run at batch=1 on any runtime (cpu, openvino, reference)" in failed.message
-    assert "though it runs at batch=2" in failed.message
     assert "froze a dynamic dim" in failed.message
+    # Only the cases that really ran are named as running, on every result.
+    for r in report.results:
+        assert r.status == "pass" or "though it runs at batch=2:" in r.message
     # The tracer said so while exporting: a note on the export, not hidden.
     (record,) = report.exports
     assert any("TracerWarning" in n and "faulty.py" in n for n in record.notes)

@@ -941,25 +941,28 @@ def judge_row(row: Sequence[Cell], runs: Sequence[_CaseRun]) -> None:
     that says so (an export that froze a dynamic dim runs at the example's size only).
     """
     backends = [c.backend for c in row]
+    # What ran, before any result changes: a case a runtime ran, it can run.
+    ran = {
+        c.backend: [x.case for x in c.results if x.status in ("pass", "mismatch")] for c in row
+    }
+    ran_anywhere = list(dict.fromkeys(case for cases in ran.values() for case in cases))
     for i in range(len(runs)):
         cases = [c.results[i] for c in row if i < len(c.results)]
         everywhere = len(row) > 1 and all(r.status == "unsupported" for r in cases)
         for cell, r in zip(row, cases, strict=False):
             if r.status != "unsupported":
                 continue
-            ran = [x.case for x in cell.results if x.status in ("pass", "mismatch")]
             if everywhere:
-                ran = [x.case for c in row for x in c.results if x.status in ("pass", "mismatch")]
-                on = f"any runtime ({', '.join(backends)})"
-            elif ran:
-                on = cell.backend
+                elsewhere, on = ran_anywhere, f"any runtime ({', '.join(backends)})"
+            elif ran[cell.backend]:
+                elsewhere, on = ran[cell.backend], cell.backend
             else:
                 continue  # this runtime runs no case of the file: its own limit
             r.status = "mismatch"
             r.message = f"the file does not run at {r.case} on {on}" + (
-                f", though it runs at {', '.join(dict.fromkeys(ran))}: the export froze a "
-                f"dynamic dim or baked in a value; {r.message}"
-                if ran
+                f", though it runs at {', '.join(elsewhere)}: the export froze a dynamic dim "
+                f"or baked in a value; {r.message}"
+                if elsewhere
                 else f"; {r.message}"
             )
 
