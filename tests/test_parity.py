@@ -77,8 +77,10 @@ def test_a_sound_export_passes_every_case_with_numbers(zoo_file: ZooFile) -> Non
     report = run_parity(["lstm"], onnx=zoo_file("lstm", "torchscript"), backends=["cpu"])
     assert report and report.exit_code == 0
     assert [r.case for r in report.results] == ["batch=2,seq=7", "batch=1,seq=1", "batch=5,seq=13"]
+    assert report.artifacts == ["file"]  # the column is the file under test ...
     for result in report.results:
-        assert result.exporter == "torchscript"  # read from the file's metadata
+        assert result.exporter == "torchscript"  # ... and its metadata says who made it
+        assert result.artifact == "file"
         assert [o.name for o in result.outputs] == ["output", "h_n", "c_n"]
         assert all(o.max_abs_diff < 1e-4 for o in result.outputs)
     assert report.results[2].outputs[0].ref_shape == (5, 13, 20)

@@ -42,7 +42,8 @@ def mixed(
 def test_console_grid_shows_each_cell_and_the_numbers_of_failures(mixed) -> None:
     good, bad, _ = mixed
     text = render_console(good)
-    assert "exporter: torchscript" in text
+    # The column is the --onnx file, with who made it per its metadata.
+    assert "artifact: file (" in text and "made by torchscript per its metadata)" in text
     assert "linear  pass  pass" in text
     assert text.rstrip().splitlines()[-1].startswith("PASS: 6 results: 6 pass, 0 mismatch")
     text = render_console(bad)
@@ -100,8 +101,8 @@ def test_junit_parses_with_one_testcase_per_cell_and_failures_carry_numbers(
     assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("2", "2", "0")
     cases = root.findall(".//testcase")
     assert [c.get("name") for c in cases] == [
-        "linear[torchscript-cpu]",
-        "linear[torchscript-reference]",
+        "linear[file-cpu]",
+        "linear[file-reference]",
     ]
     failure = cases[0].find("failure")
     assert failure is not None and failure.get("type") == "mismatch"

@@ -48,7 +48,7 @@ def test_an_untouched_file_passes_and_a_nudged_one_fails_with_a_junit_failure(
     assert "MISMATCH" in result.stdout and "FAIL:" in result.stdout
     failure = ET.parse(junit).getroot().find(".//testcase/failure")
     assert failure is not None and "max_abs_diff=" in failure.get("message")
-    assert "parity [1/1] combinednn / dynamo / cpu: MISMATCH" in result.stderr
+    assert "parity [1/1] combinednn / file / cpu: MISMATCH" in result.stderr  # the --onnx file
 
 
 def test_reports_are_written_and_json_keys_are_stable(zoo_file: ZooFile, tmp_path: Path) -> None:

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from nnkit.fsutil import write_text
-from nnkit.parity import REPORT_ORDER, Cell, ParityReport, ProgressEvent
+from nnkit.matrix.results import REPORT_ORDER, SCHEMA, Cell, ParityReport, ProgressEvent
 from nnkit.render import table
 
-#: Version of the JSON report's layout.
-SCHEMA = "nnkit.parity/1"
+__all__ = ["SCHEMA", "Progress", "render_console", "to_json", "to_junit", "to_markdown"]
 
 #: Console words per status, upper case where something failed.
 CONSOLE = {"pass": "pass", "mismatch": "MISMATCH", "unsupported": "unsupported", "error": "ERROR"}
@@ -50,20 +49,22 @@ def cell_text(cell: Cell | None, words: dict[str, str]) -> str:
 
 
 def grids(report: ParityReport, words: dict[str, str]) -> list[tuple[str, list[list[str]]]]:
-    """Per exporter: rows of model then one cell text per backend."""
-    cells = {(c.model, c.exporter, c.backend): c for c in report.cells()}
+    """Per artifact (an exporter's files, an ``--onnx`` file): rows of model then one cell
+    text per backend."""
+    cells = {(c.model, c.artifact, c.backend): c for c in report.cells()}
     return [
         (
-            exporter,
+            artifact,
             [
                 [
                     model,
-                    *(cell_text(cells.get((model, exporter, b)), words) for b in report.backends),
+                    *(cell_text(cells.get((model, artifact, b)), words) for b in report.backends),
                 ]
                 for model in report.models
+                if any((model, artifact, b) in cells for b in report.backends)
             ],
         )
-        for exporter in report.exporters
+        for artifact in report.artifacts
     ]
 
 
@@ -71,9 +72,13 @@ def headline(report: ParityReport) -> str:
     """``9 models x 2 exporters x 4 backends (cpu, ...), 3 shape cases each``."""
     n_cases = sorted({len(c) for c in report.cases.values()})
     cases = "/".join(map(str, n_cases)) or "0"
+    columns = (
+        f"{_n(len(report.exporters), 'exporter')} ({', '.join(report.exporters)})"
+        if report.artifacts == report.exporters
+        else f"{_n(len(report.artifacts), 'artifact')} ({', '.join(report.artifacts)})"
+    )
     return (
-        f"{_n(len(report.models), 'model')} x {_n(len(report.exporters), 'exporter')} "
-        f"({', '.join(report.exporters)}) x {_n(len(report.backends), 'backend')} "
+        f"{_n(len(report.models), 'model')} x {columns} x {_n(len(report.backends), 'backend')} "
         f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch"
     )
 
@@ -101,13 +106,13 @@ def problems(report: ParityReport) -> list[str]:
             continue
         messages = {r.message for r in cell.results if not r}
         if len(messages) == 1 and all(not r for r in cell.results):
-            key = (cell.model, cell.exporter, cell.status, messages.pop())
+            key = (cell.model, cell.artifact, cell.status, messages.pop())
             if key not in shared:
                 shared[key] = []
                 blocks.append(key)
             shared[key].append(cell.backend)
             continue
-        block = [f"{cell.model} / {cell.exporter} / {cell.backend}: {cell.status}"]
+        block = [f"{cell.model} / {cell.artifact} / {cell.backend}: {cell.status}"]
         for r in cell.results:
             if not r:
                 block.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
@@ -117,8 +122,8 @@ def problems(report: ParityReport) -> list[str]:
         if isinstance(block, list):
             lines.extend(block)
             continue
-        model, exporter, status, message = block
-        lines.append(f"{model} / {exporter} / {', '.join(shared[block])}: {status}")
+        model, artifact, status, message = block
+        lines.append(f"{model} / {artifact} / {', '.join(shared[block])}: {status}")
         lines.extend(_indent(f"all cases: {message}", 2))
     return lines
 
@@ -126,7 +131,7 @@ def problems(report: ParityReport) -> list[str]:
 def warnings(report: ParityReport) -> list[str]:
     """Per cell, each warning once: a reference that is a weak judge of its output."""
     return [
-        f"{cell.model} / {cell.exporter} / {cell.backend}: {w}"
+        f"{cell.model} / {cell.artifact} / {cell.backend}: {w}"
         for cell in report.cells()
         for w in cell.warnings
     ]
@@ -141,7 +146,7 @@ def details(report: ParityReport, *, verbose: bool = False) -> list[str]:
         shown = [r for r in cell.results if r.outputs]
         if not shown or not (verbose or cell.warnings):
             continue
-        lines.append(f"{cell.model} / {cell.exporter} / {cell.backend}:")
+        lines.append(f"{cell.model} / {cell.artifact} / {cell.backend}:")
         for r in shown:
             lines.append(f"  case {r.case} ({r.status}):")
             lines.extend(f"    {o.detail()}" for o in r.outputs)
@@ -150,9 +155,9 @@ def details(report: ParityReport, *, verbose: bool = False) -> list[str]:
 
 def notes(report: ParityReport) -> list[str]:
     """Findings that are not failures: exporters' fixed dims, declared shapes that disagree."""
-    out = [f"{e.model} / {e.exporter}: {n}" for e in report.exports for n in e.notes]
+    out = [f"{e.model} / {e.artifact}: {n}" for e in report.exports for n in e.notes]
     for cell in report.cells():
-        out.extend(f"{cell.model} / {cell.exporter} / {cell.backend}: {n}" for n in cell.notes)
+        out.extend(f"{cell.model} / {cell.artifact} / {cell.backend}: {n}" for n in cell.notes)
     return out
 
 
@@ -160,9 +165,9 @@ def render_console(report: ParityReport, *, verbose: bool = False) -> str:
     """The grid a person reads at a glance, then what failed and why, the warnings, the
     numbers of failing and warned cells (of every cell when ``verbose``), the verdict."""
     parts = [f"nnkit parity: {headline(report)}"]
-    for exporter, rows in grids(report, CONSOLE):
+    for artifact, rows in grids(report, CONSOLE):
         parts.append("")
-        parts.append(f"exporter: {exporter}")
+        parts.append(report.artifact_title(artifact))
         parts.append(table(["model", *report.backends], rows))
     bad = problems(report)
     if bad:
@@ -232,47 +237,9 @@ class Progress:
 
 
 def to_json(report: ParityReport) -> dict[str, Any]:
-    """The JSON report (see the module docstring of :mod:`nnkit.report` and the README)."""
-    return {
-        "schema": SCHEMA,
-        "verdict": "pass" if report else "fail",
-        "exit_code": report.exit_code,
-        "strict": report.strict,
-        "summary": report.summary(),
-        "request": {
-            "models": report.models,
-            "exporters": report.exporters,
-            "backends": report.backends,
-            "atol": report.atol,
-            "rtol": report.rtol,
-            "compare": dict(report.compare),
-            "onnx": report.onnx,
-        },
-        "warned": report.warned,
-        "cases": {
-            model: [
-                {"name": c.name, "sizes": dict(c.sizes), "seed": c.seed, "source": c.source}
-                for c in cases
-            ]
-            for model, cases in report.cases.items()
-        },
-        "cells": [
-            {
-                "model": c.model,
-                "exporter": c.exporter,
-                "backend": c.backend,
-                "status": c.status,
-                "seconds": round(c.seconds, 3),
-                "notes": c.notes,
-                "warnings": c.warnings,
-            }
-            for c in report.cells()
-        ],
-        "exports": [e.to_dict() for e in report.exports],
-        "results": [r.to_dict() for r in report.results],
-        "environment": report.environment,
-        "seconds": round(report.seconds, 3),
-    }
+    """The JSON report (:meth:`~nnkit.matrix.results.ParityReport.to_dict`; the README
+    documents its keys)."""
+    return report.to_dict()
 
 
 def write_json(path: str | Path, report: ParityReport) -> None:
@@ -295,8 +262,9 @@ def to_markdown(report: ParityReport) -> str:
         " · ".join(f"**{summary[s]}** {s}" for s in REPORT_ORDER)
         + f" (of {summary['total']} results, {report.seconds:.1f} s)",
     ]
-    for exporter, rows in grids(report, MARKDOWN):
-        lines += ["", f"### exporter: `{exporter}`", ""]
+    for artifact, rows in grids(report, MARKDOWN):
+        kind, _, rest = report.artifact_title(artifact).partition(": ")
+        lines += ["", f"### {kind}: `{rest}`", ""]
         lines += _md_table(["model", *report.backends], rows)
     bad = problems(report)
     if bad:
@@ -352,12 +320,12 @@ def to_junit(report: ParityReport) -> str:
     """
     root = ET.Element("testsuites", name="nnkit parity")
     cells = report.cells()
-    for exporter in report.exporters:
-        suite = ET.SubElement(root, "testsuite", name=f"nnkit.parity.{exporter}")
+    for artifact in report.artifacts:
+        suite = ET.SubElement(root, "testsuite", name=f"nnkit.parity.{artifact}")
         props = ET.SubElement(suite, "properties")
         for key, value in _flat_environment(report.environment):
             ET.SubElement(props, "property", name=key, value=value)
-        for cell in (c for c in cells if c.exporter == exporter):
+        for cell in (c for c in cells if c.artifact == artifact):
             _testcase(suite, cell, strict=report.strict)
         _count(suite)
     _count(root)
@@ -375,8 +343,8 @@ def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=f"nnkit.parity.{cell.exporter}.{cell.model}",
-        name=f"{cell.model}[{cell.exporter}-{cell.backend}]",
+        classname=f"nnkit.parity.{cell.artifact}.{cell.model}",
+        name=f"{cell.model}[{cell.artifact}-{cell.backend}]",
         time=f"{seconds:.6f}",
     )
     status = cell.status

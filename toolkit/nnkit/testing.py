@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nnkit.compare import Rule
-from nnkit.parity import ParityReport, ParityRequestError, run_parity
+from nnkit.parity import ParityReport, ParityRequest, ParityRequestError, run
 from nnkit.spec import TensorSpec, parse_spec
 
 
@@ -125,10 +125,8 @@ def assert_parity(
             f"example_inputs and dynamic go with a model object; {model!r} is a reference: "
             "give its inputs as specs (inputs=[...])"
         )
-    report = run_parity(
+    request = ParityRequest.from_options(
         [target],
-        backends=backends,
-        exporters=exporters,
         inputs=specs,
         cases=cases,
         data=data,
@@ -137,9 +135,12 @@ def assert_parity(
         atol=atol,
         rtol=rtol,
         compare=compare,
-        onnx=onnx,
+        backends=None if backends is None else list(backends),
+        exporters=None if exporters is None else list(exporters),
+        onnx=None if onnx is None else Path(onnx),
         strict=strict,
     )
+    report = run(request)
     if not report:
         name = model if isinstance(model, str) else report.models[0]
         raise AssertionError(f"parity failed for {name!r}\n{render_console(report)}")

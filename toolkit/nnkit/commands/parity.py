@@ -19,6 +19,7 @@ from nnkit.commands._options import (
 
 if TYPE_CHECKING:
     from nnkit.compare import Rule
+    from nnkit.matrix.plan import ParityRequest
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -36,6 +37,13 @@ class CompareType(ParsedType):
 
 @click.command("parity")
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A manifest (nnkit.toml) of models, each with its own inputs, cases, tolerances "
+    "and rules; MODELs then pick models of it. See the README.",
+)
 @click.option(
     "--exporters",
     type=CommaList(),
@@ -145,6 +153,7 @@ class CompareType(ParsedType):
 )
 def command(
     models: tuple[str, ...],
+    config: Path | None,
     exporters: list[str] | None,
     backends: list[str] | None,
     inputs: tuple,
@@ -187,9 +196,8 @@ def command(
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
     from nnkit.fsutil import check_distinct, check_writable
-    from nnkit.parity import run_parity
+    from nnkit.parity import run
     from nnkit.report import Progress, render_console, write_json, write_junit, write_markdown
-    from nnkit.spec import parse_sizes
 
     writers = [
         (option, path, write)
@@ -209,27 +217,34 @@ def command(
         check_writable(path)  # before the slow part
     sources = model_files(*models) + ([("--onnx", onnx_file)] if onnx_file else [])
     check_distinct([(option, path) for option, path, _ in writers], sources)
+    request_options = {
+        "exporters": exporters,
+        "backends": backends,
+        "onnx": onnx_file,
+        "artifacts": artifacts,
+        "strict": strict,
+        "timeout": timeout,
+        "trust_metadata": trust_metadata,
+    }
+    model_options = {
+        "inputs": inputs,
+        "cases": cases,
+        "data": data,
+        "generated_cases": not no_generated_cases,
+        "ignore_outputs": ignore_outputs,
+        "atol": atol,
+        "rtol": rtol,
+        "compare": rules,
+    }
+    if config is not None:
+        request = _from_config(config, models, model_options, request_options)
+    else:
+        from nnkit.matrix.plan import ParityRequest
+
+        request = ParityRequest.from_options(models, **model_options, **request_options)
     progress = Progress()
     try:
-        report = run_parity(
-            models,
-            exporters=exporters,
-            backends=backends,
-            inputs=inputs,
-            cases=[parse_sizes(c) for c in cases],
-            data=data,
-            generated_cases=not no_generated_cases,
-            ignore_outputs=ignore_outputs,
-            onnx=onnx_file,
-            atol=atol,
-            rtol=rtol,
-            compare=rules,
-            artifacts=artifacts,
-            strict=strict,
-            progress=progress,
-            timeout=timeout,
-            trust_metadata=trust_metadata,
-        )
+        report = run(request, progress=progress)
     finally:
         progress.finish()
     # The reports first: a console that went away (| head) must not cost them.
@@ -238,3 +253,36 @@ def command(
     click.echo(render_console(report, verbose=verbose))
     if not report:
         raise SystemExit(report.exit_code)
+
+
+def _from_config(
+    config: Path, models: tuple[str, ...], model_options: dict, request_options: dict
+) -> ParityRequest:
+    """The manifest's request; options given on the command line override its run-level
+    settings, and model-level options belong in the manifest."""
+    from nnkit.matrix.config import load_config
+
+    ctx = click.get_current_context()
+    given = {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    per_model = {
+        "inputs",
+        "cases",
+        "data",
+        "no_generated_cases",
+        "ignore_outputs",
+        "atol",
+        "rtol",
+        "compare",
+    } & given
+    if per_model:
+        option = "--" + sorted(per_model)[0].replace("_", "-")
+        raise click.UsageError(
+            f"{option} is a model's setting: with --config, give it in the model's [[model]] table"
+        )
+    names = {"onnx": "onnx_file"}
+    overrides = {k: v for k, v in request_options.items() if names.get(k, k) in given}
+    return load_config(config, only=models, **overrides)

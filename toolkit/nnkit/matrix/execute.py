@@ -1,0 +1,547 @@
+"""Execute a plan: build each model, make its artifacts, run every cell, judge.
+
+Users' code (the model's import, build and forward, and the exporter tracing it) runs
+in one worker process and the runtimes in another (:mod:`nnkit.worker`): a model that
+exits or hangs, or a runtime that aborts, becomes an ``error`` result and the rest of
+the matrix runs. Each model is built once; each artifact is made once (exported, or the
+``--onnx`` file) and shared by every backend; each backend loads it once and runs every
+case; every output is compared with PyTorch's on the same inputs
+(:mod:`nnkit.compare`). An unexpected exception (a bug in nnkit) in a cell is an
+``error`` result that keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import tempfile
+import time
+import traceback
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nnkit.compare import Tolerance, compare_outputs
+from nnkit.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InputError,
+    ModelSourceError,
+    NnkitError,
+    OutputPathError,
+    describe,
+)
+from nnkit.matrix.cases import ParityRequestError, ShapeCase
+from nnkit.matrix.plan import ArtifactPlan, ModelPlan, Plan
+from nnkit.matrix.results import (
+    ArtifactRecord,
+    CaseResult,
+    Cell,
+    ParityReport,
+    ProgressCallback,
+    ProgressEvent,
+)
+
+if TYPE_CHECKING:
+    from nnkit.backends.base import TensorInfo
+    from nnkit.steps import ModelInfo, ModelRequest
+    from nnkit.worker import InProcess, Worker
+
+    Executor = Worker | InProcess
+
+
+def execute(
+    plan: Plan,
+    *,
+    progress: ProgressCallback | None = None,
+    only: Collection[str] | None = None,
+) -> ParityReport:
+    """Run the cells of ``plan`` (those whose ids are in ``only``, or all) and judge them.
+
+    Raises:
+        NnkitError: a model that cannot be built (its code fails, exits or hangs while
+            imported or built), or a ``compare`` rule for an output no model has.
+    """
+    from nnkit.steps import ModelRequest, register
+    from nnkit.worker import InProcess, Worker, preload
+
+    start = time.perf_counter()
+    request = plan.request
+    chosen = {c.id for c in plan.cells if only is None or c.id in only}
+    models = [m for m in plan.models if any(c.startswith(f"{m.name}|") for c in chosen)]
+    requests = {m.name: ModelRequest(m.ref, m.inputs, m.spec.ignore_outputs) for m in models}
+    objects = [m for m in models if m.resolved is not None]
+    # Objects cannot cross into a worker: their code runs here, as the caller's does.
+    for m in objects:
+        register(requests[m.name], m.resolved)
+    report = _empty_report(plan, models)
+    total = len(chosen)
+    counter = iter(range(1, total + 1))
+    # The folder outlives the workers: they are stopped before it is cleaned up.
+    with (
+        _folder(request.artifacts) as folder,
+        InProcess() if objects else Worker("PyTorch") as user,
+        Worker("runtimes") as runtimes,
+    ):
+        user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
+        infos = {m.name: _build(user, requests[m.name], request.timeout) for m in models}
+        _check_compare_names(models, infos)
+        for m in models:
+            info = infos[m.name]
+            tolerance = dataclasses.replace(
+                m.spec.tolerance(), model_atol=info.atol, model_rtol=info.rtol
+            )
+            report.cases[m.name] = m.cases
+            runs = _reference_runs(user, requests[m.name], info, m.cases, request.timeout)
+            for artifact in m.artifacts:
+                backends = [b for b in plan.backends if f"{m.name}|{artifact.id}|{b}" in chosen]
+                if not backends:
+                    continue
+                record = _make_artifact(
+                    user, requests[m.name], m.name, artifact, folder, request.timeout
+                )
+                report.exports.append(record)
+                row = []
+                for backend in backends:
+                    index = next(counter)
+                    if progress:
+                        progress(ProgressEvent(index, total, m.name, artifact.id, backend))
+                    cell = Cell(m.name, artifact.exporter, backend, artifact=artifact.id)
+                    began = time.perf_counter()
+                    cell.results = _run_cell(
+                        runtimes, cell, record, runs, tolerance, request.timeout
+                    )
+                    cell.seconds = time.perf_counter() - began
+                    report.cells_run.append(cell)
+                    row.append(cell)
+                    if progress:
+                        progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
+                judge_row(row, runs)
+                report.results.extend(r for c in row for r in c.results)
+    if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
+        for record in report.exports:
+            record.path = None
+        _forget_folder(report, folder)
+    report.environment = environment(plan.backends)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _empty_report(plan: Plan, models: Sequence[ModelPlan]) -> ParityReport:
+    """The report's head: what was asked; the request-level tolerances where every model
+    shares them (the command line), else none (a manifest: each result carries its own)."""
+    specs = [m.spec for m in plan.models]
+    first = specs[0] if specs else None
+    shared = first is not None and all(
+        (s.atol, s.rtol, dict(s.compare)) == (first.atol, first.rtol, dict(first.compare))
+        for s in specs
+    )
+    policy = first.tolerance() if shared and first is not None else Tolerance()
+    return ParityReport(
+        models=[m.name for m in models],
+        exporters=plan.exporters,
+        backends=plan.backends,
+        strict=plan.request.strict,
+        atol=policy.atol,
+        rtol=policy.rtol,
+        compare={name: policy.rule(name).text() for name in policy.compare},
+        onnx=str(plan.request.onnx) if plan.request.onnx else None,
+        artifacts=list(dict.fromkeys(a.id for m in models for a in m.artifacts)),
+        plan={"fingerprint": plan.to_dict()["fingerprint"]},
+    )
+
+
+def _check_compare_names(models: Sequence[ModelPlan], infos: Mapping[str, ModelInfo]) -> None:
+    """Refuse a ``compare`` rule for an output that no model has, naming the outputs."""
+    have = {name for info in infos.values() for name in info.outputs}
+    for m in models:
+        unknown = [name for name in m.spec.compare if name not in have]
+        if unknown:
+            outputs = "; ".join(
+                f"{info.name}: {', '.join(info.outputs) or 'none'}" for info in infos.values()
+            )
+            raise ParityRequestError(
+                f"--compare names output {unknown[0]!r}, which no model has; the outputs are "
+                f"{outputs}"
+            )
+
+
+@contextlib.contextmanager
+def _folder(artifacts: str | Path | None) -> Iterator[Path]:
+    if artifacts is None:
+        with tempfile.TemporaryDirectory(prefix="nnkit-parity-") as tmp:
+            yield Path(tmp)
+        return
+    folder = Path(artifacts)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(
+            f"cannot create the artifacts folder {str(folder)!r}: {e.strerror or e}"
+        ) from None
+    yield folder
+
+
+def _forget_folder(report: ParityReport, folder: Path) -> None:
+    """Messages must not cite a temporary file that is gone: name it, and say how to keep it."""
+    prefix = str(folder) + os.sep
+
+    def fix(text: str) -> str:
+        return re.sub(
+            re.escape(prefix) + r"(\S+?\.onnx)",
+            r"\1 (a temporary file; keep it with --artifacts DIR)",
+            text,
+        ).replace(prefix, "")
+
+    for r in report.results:
+        r.message = fix(r.message)
+        r.notes = [fix(n) for n in r.notes]
+    for e in report.exports:
+        e.error = fix(e.error)
+
+
+@dataclass
+class _CaseRun:
+    """A shape case's inputs and PyTorch's outputs on them (or why PyTorch failed)."""
+
+    case: ShapeCase
+    feeds: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray] | None
+    error: str = ""
+    #: Outputs left out (``ignore_outputs``): a file's outputs of these names are dropped.
+    ignored: tuple[str, ...] = ()
+
+
+def _build(user: Executor, request: ModelRequest, timeout: float | None) -> ModelInfo:
+    """Build a model in the user-code worker; a model that cannot be built ends the request."""
+    from nnkit.steps import describe_model
+    from nnkit.worker import WorkerFailure
+
+    try:
+        return user.call(describe_model, request, timeout=timeout)
+    except WorkerFailure as e:
+        raise ModelSourceError(f"building {request.ref!r}: {e.format_message()}") from None
+
+
+def _reference_runs(
+    user: Executor,
+    request: ModelRequest,
+    model: ModelInfo,
+    cases: Sequence[ShapeCase],
+    timeout: float | None,
+) -> list[_CaseRun]:
+    """Run PyTorch on every case's inputs once; every exporter and backend reuses them."""
+    from nnkit.steps import reference_outputs
+
+    runs = []
+    for case in cases:
+        feeds = case.inputs(model.inputs)
+        try:
+            ref = user.call(
+                reference_outputs, request, feeds, generated=case.feeds is None, timeout=timeout
+            )
+        except NnkitError as e:
+            reason = e.format_message()
+            if not reason.startswith("PyTorch"):
+                reason = f"PyTorch (the reference) {reason}"
+            runs.append(_CaseRun(case, feeds, None, reason))
+            continue
+        runs.append(_CaseRun(case, feeds, ref, ignored=model.ignored))
+    return runs
+
+
+def _make_artifact(
+    user: Executor,
+    request: ModelRequest,
+    model: str,
+    artifact: ArtifactPlan,
+    folder: Path,
+    timeout: float | None,
+) -> ArtifactRecord:
+    """The model's file under test: exported here, or the ``--onnx`` file; never raises.
+
+    The worker exports into a folder of its own; only a finished file is moved into
+    ``folder``, so a worker killed mid-export leaves nothing half-written behind.
+    """
+    from nnkit.steps import export
+
+    record = ArtifactRecord(
+        model, artifact.exporter, None, artifact=artifact.id, source=artifact.source
+    )
+    if artifact.source == "file":
+        record.path = str(artifact.path)
+        return record
+    path = folder / f"{_safe(model)}.{artifact.id}.onnx"
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix=".nnkit-export-", dir=folder) as work:
+            result = user.call(
+                export,
+                request,
+                Path(work) / path.name,
+                exporter=artifact.exporter,
+                located_at=path,
+                timeout=timeout,
+            )
+            os.replace(result.path, path)
+    except NnkitError as e:
+        # Name the artifact's path, not the worker's temporary folder inside it.
+        record.error = re.sub(r"\.nnkit-export-[^/]+/", "", e.format_message())
+        record.seconds = time.perf_counter() - start
+        return record
+    record.path, record.seconds, record.notes = str(path), result.seconds, result.notes()
+    return record
+
+
+def _run_cell(
+    runtimes: Executor,
+    cell: Cell,
+    record: ArtifactRecord,
+    runs: Sequence[_CaseRun],
+    tolerance: Tolerance,
+    timeout: float | None,
+) -> list[CaseResult]:
+    """Load the file on the cell's backend once and run every case; never raises.
+
+    The runtime runs in a worker: one that aborts or hangs makes its case an ``error``
+    (the next case runs in a fresh worker). A backend that ran some case of the file
+    but fails another does not lack support for the model: the file fails to generalise
+    (a ``mismatch``).
+    """
+    from nnkit.steps import close_backend, load_backend
+    from nnkit.worker import WorkerFailure
+
+    def results(status: str, message: str) -> list[CaseResult]:
+        return [_result(cell, run, status, message) for run in runs]
+
+    if record.error or record.path is None:
+        return results("error", f"export failed: {record.error}")
+    path = record.path
+    try:
+        declared = runtimes.call(load_backend, cell.backend, path, timeout=timeout)
+    except WorkerFailure as e:
+        return results("error", f"{cell.backend}: loading the file: {e.format_message()}")
+    except (BackendError, BackendUnavailableError) as e:
+        return results("unsupported", e.format_message())
+    except NnkitError as e:  # a bug in the worker (RemoteBug) keeps its traceback
+        return [_result(cell, run, "error", e.format_message(), traceback=e.detail) for run in runs]
+    try:
+        return [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
+    finally:
+        with contextlib.suppress(NnkitError):
+            runtimes.call(close_backend, cell.backend, path, timeout=timeout)
+
+
+def judge_row(row: Sequence[Cell], runs: Sequence[_CaseRun]) -> None:
+    """Decide whose failure a run that failed is: the runtime's, or the file's.
+
+    ``unsupported`` means a runtime cannot load or run the model at all. A case a runtime
+    fails to run although it ran another case of the same file, and a case that no
+    runtime of the row (two or more) can run, are failures of the file: a ``mismatch``
+    that says so (an export that froze a dynamic dim runs at the example's size only).
+    """
+    backends = [c.backend for c in row]
+    # What ran, before any result changes: a case a runtime ran, it can run.
+    ran = {c.backend: [x.case for x in c.results if x.status in ("pass", "mismatch")] for c in row}
+    ran_anywhere = list(dict.fromkeys(case for cases in ran.values() for case in cases))
+    for i in range(len(runs)):
+        cases = [c.results[i] for c in row if i < len(c.results)]
+        everywhere = len(row) > 1 and all(r.status == "unsupported" for r in cases)
+        for cell, r in zip(row, cases, strict=False):
+            if r.status != "unsupported":
+                continue
+            if everywhere:
+                elsewhere, on = ran_anywhere, f"any runtime ({', '.join(backends)})"
+            elif ran[cell.backend]:
+                elsewhere, on = ran[cell.backend], cell.backend
+            else:
+                continue  # this runtime runs no case of the file: its own limit
+            r.status = "mismatch"
+            r.message = f"the file does not run at {r.case} on {on}" + (
+                f", though it runs at {', '.join(elsewhere)}: the export froze a dynamic dim "
+                f"or baked in a value; {r.message}"
+                if elsewhere
+                else f"; {r.message}"
+            )
+
+
+def _result(
+    cell: Cell, run: _CaseRun, status: str, message: str = "", *, traceback: str = ""
+) -> CaseResult:
+    return CaseResult(
+        traceback=traceback,
+        model=cell.model,
+        exporter=cell.exporter,
+        artifact=cell.artifact,
+        backend=cell.backend,
+        case=run.case.name,
+        status=status,
+        shapes={k: tuple(v.shape) for k, v in run.feeds.items()},
+        seed=run.case.seed,
+        message=message,
+    )
+
+
+def _run_case(
+    runtimes: Executor,
+    cell: Cell,
+    path: str,
+    declared: tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]],
+    run: _CaseRun,
+    tolerance: Tolerance,
+    timeout: float | None,
+) -> CaseResult:
+    from nnkit.backends.base import check_feeds
+    from nnkit.steps import run_backend
+    from nnkit.worker import WorkerFailure
+
+    if run.reference is None:
+        return _result(cell, run, "error", run.error)
+    inputs, outputs = declared
+    notes: list[str] = []
+    feeds = _match_names(run.feeds, [i.name for i in inputs], what="inputs", notes=notes)
+    try:
+        check_feeds(inputs, feeds)  # here, before the runtime: a mismatch, not a crash
+        got, seconds = runtimes.call(run_backend, cell.backend, path, feeds, timeout=timeout)
+    except InputError as e:
+        result = _result(
+            cell,
+            run,
+            "mismatch",
+            f"the file does not take this case's inputs: {e.format_message()}",
+        )
+        result.notes = notes
+        return result
+    except WorkerFailure as e:
+        return _result(cell, run, "error", f"{cell.backend}: {e.format_message()}")
+    except (BackendError, BackendUnavailableError) as e:
+        return _result(cell, run, "unsupported", e.format_message())
+    except NnkitError as e:  # a bug in the worker (RemoteBug) keeps its traceback
+        return _result(cell, run, "error", e.format_message(), traceback=e.detail)
+    try:
+        return _judge(cell, run, got, outputs, notes, tolerance, seconds)
+    except Exception as e:  # a bug in nnkit: this result is an error, the matrix goes on
+        return _result(
+            cell,
+            run,
+            "error",
+            f"internal error: {describe(e)} (this is a bug in nnkit)",
+            traceback=traceback.format_exc(),
+        )
+
+
+def _judge(
+    cell: Cell,
+    run: _CaseRun,
+    got: dict[str, Any],
+    outputs: tuple[TensorInfo, ...],
+    notes: list[str],
+    tolerance: Tolerance,
+    seconds: float,
+) -> CaseResult:
+    """Compare a run's outputs with PyTorch's: the result of one case."""
+    assert run.reference is not None
+    if run.ignored:
+        from nnkit.binding import is_ignored
+
+        got = {k: v for k, v in got.items() if not is_ignored(k, run.ignored)}
+    notes.extend(declared_shape_notes(outputs, got))
+    got = _match_names(got, list(run.reference), what="outputs", notes=notes)
+    compared = compare_outputs(run.reference, got, tolerance=tolerance)
+    result = _result(cell, run, "pass" if compared else "mismatch", compared.summary())
+    result.outputs = compared.outputs
+    result.warnings = compared.warnings
+    result.notes = notes
+    result.seconds = seconds
+    return result
+
+
+def _match_names(
+    arrays: dict[str, np.ndarray], names: Sequence[str], *, what: str, notes: list[str]
+) -> dict[str, np.ndarray]:
+    """``arrays`` under ``names``: by name when they all match, else by position.
+
+    A file exported elsewhere may name its inputs and outputs its own way; when the
+    counts agree they are matched by position, and a note says so.
+    """
+    if set(names) <= set(arrays) or len(names) != len(arrays):
+        return arrays
+    renamed = dict(zip(names, arrays.values(), strict=True))
+    pairs = ", ".join(f"{a!r}={b!r}" for a, b in zip(arrays, names, strict=True) if a != b)
+    notes.append(f"{what} matched by position, the names differ ({pairs})")
+    return renamed
+
+
+def declared_shape_notes(
+    declared: Sequence[TensorInfo], got: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Where the file's declared output shape disagrees with what the runtime gave.
+
+    Symbolic and unknown dims agree with any size; a fixed dim must be the size given.
+    """
+    notes = []
+    for info in declared:
+        if info.name not in got or not info.ranked or info.kind != "tensor":
+            continue
+        shape = tuple(np.shape(got[info.name]))
+        fixed_wrong = [
+            (axis, want, have)
+            for axis, (want, have) in enumerate(zip(info.dims, shape, strict=False))
+            if isinstance(want, int) and want != have
+        ]
+        if len(info.dims) != len(shape) or fixed_wrong:
+            notes.append(
+                f"output {info.name!r} is declared {info.shape_text()} in the file, "
+                f"the runtime gave {list(shape)}"
+            )
+    return notes
+
+
+def environment(backends: Sequence[str]) -> dict[str, Any]:
+    """Versions and machine, for reports: nnkit, Python, numpy, onnx, torch, each runtime."""
+    import platform
+    import sys
+
+    from nnkit import __version__
+    from nnkit.backends import probe
+    from nnkit.hardware import cpu_info
+
+    versions: dict[str, str | None] = {
+        "nnkit": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    for module in ("onnx", "torch", "onnxscript"):
+        mod = sys.modules.get(module)
+        versions[module] = getattr(mod, "__version__", None) if mod else _dist_version(module)
+    backend_versions = {name: probe(name).version for name in backends}
+    cpu = cpu_info()
+    return {
+        "versions": versions,
+        "backends": backend_versions,
+        "machine": {
+            "platform": platform.platform(),
+            "architecture": cpu.architecture,
+            "cpu": cpu.model,
+            "cores": cpu.usable_cores,
+        },
+    }
+
+
+def _dist_version(name: str) -> str | None:
+    import importlib.metadata as md
+
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
+def _safe(name: str) -> str:
+    """A file-name-safe form of a model reference (``path/net.py:Net`` -> ``path_net.py_Net``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
