@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nnkit.matrix import execute as execute_module
+from nnkit.matrix import cell as cell_module
 from nnkit.matrix.results import ParityReport
 from nnkit.parity import run_parity
 from nnkit.report import render_console, to_json
@@ -39,7 +39,7 @@ def test_a_bug_in_nnkit_is_an_error_result_with_its_traceback(monkeypatch) -> No
     def broken(*args, **kwargs):
         raise ZeroDivisionError("planted")
 
-    monkeypatch.setattr(execute_module, "compare_outputs", broken)
+    monkeypatch.setattr(cell_module, "compare_outputs", broken)
     report = run_parity(["relu"], exporters=["torchscript"], backends=["cpu"])
     assert {r.status for r in report.results} == {"error"}
     result = report.results[0]

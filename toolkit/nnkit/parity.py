@@ -23,7 +23,8 @@ from nnkit.matrix.cases import (
     shape_cases,
     tensor_infos,
 )
-from nnkit.matrix.execute import declared_shape_notes, environment, execute, judge_row
+from nnkit.matrix.cell import declared_shape_notes, judge_row
+from nnkit.matrix.execute import environment, execute
 from nnkit.matrix.plan import (
     DEFAULT_TIMEOUT,
     FILE_EXPORTER,
