@@ -145,6 +145,21 @@ def test_a_bug_in_a_worker_is_exit_3_with_the_workers_traceback_under_debug(zoo_
     assert debug.stderr.strip().splitlines()[-1].endswith("its traceback is above)")
 
 
+def test_a_bug_outside_any_command_is_exit_3_too(monkeypatch):
+    import nnkit.cli
+
+    def broken():
+        raise RuntimeError("planted before the command")
+
+    monkeypatch.setattr(nnkit.cli, "_guard_streams", broken)
+    result = run_cli("models")
+    assert result.exit_code == 3 and result.stdout == ""
+    assert result.stderr.strip() == (
+        "Error: internal error: RuntimeError: planted before the command "
+        "(this is a bug in nnkit; run with --debug for the traceback)"
+    )
+
+
 def test_commands_return_their_exit_status_to_the_caller(monkeypatch, zoo_file, tmp_path):
     # Embedded (standalone_mode=False), the group hands back what the command returned.
     import nnkit.check
