@@ -31,6 +31,23 @@ def run_nnkit(*args: str, timeout: float = 120, **kwargs) -> subprocess.Complete
     )
 
 
+def unavailable(backend: str) -> str:
+    """The probe's reason why ``backend`` cannot run here; skips the test where it runs.
+
+    For tests of the failure path (``--backends cuda`` refused): it is tested wherever the
+    backend is missing, and skipped, saying so, on a machine where it works.
+    """
+    from nnkit.backends import probe
+
+    result = probe(backend)
+    if result:
+        pytest.skip(
+            f"{backend} runs here ({result.version}): its failure path needs a machine without it"
+        )
+    assert result.reason
+    return result.reason
+
+
 def assert_one_line_error(result: Result | subprocess.CompletedProcess, *needles: str) -> str:
     """Exit 2, one line on stderr (no traceback) that contains every needle."""
     code = result.exit_code if isinstance(result, Result) else result.returncode

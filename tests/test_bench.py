@@ -298,15 +298,16 @@ def _result(backend: str, batch: int, p50: float | None, status: str = "ok") -> 
 
 
 def test_speedup_is_torch_p50_over_the_backends_at_the_same_batch() -> None:
-    results = [
-        _result("torch", 1, 2.0),
-        _result("torch", 8, 8.0),
-        _result("cpu", 1, 0.5),
-        _result("cpu", 8, 4.0),
-        _result("tract", 8, None, status="error"),
-    ]
-    bench._speedups(results)
-    assert [r.speedup_vs_torch for r in results] == [1.0, 1.0, 4.0, 2.0, None]
+    report = bench.bench_model(
+        "linear", backends=["torch", "cpu"], batches=[1, 8], warmup=0, iterations=3
+    )
+    assert report.ok
+    torch_p50 = {r.batch: r.p50_ms for r in report.results if r.backend == "torch"}
+    assert set(torch_p50) == {1, 8}
+    for r in report.results:
+        assert r.speedup_vs_torch == pytest.approx(torch_p50[r.batch] / r.p50_ms, rel=1e-12)
+        if r.backend == "torch":
+            assert r.speedup_vs_torch == 1.0
 
 
 def test_render_shows_errors_and_the_peak() -> None:

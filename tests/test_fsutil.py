@@ -15,7 +15,6 @@ import pytest
 
 from nnkit.errors import OutputPathError
 from nnkit.fsutil import (
-    _destination,
     atomic_output,
     check_distinct,
     check_writable,
@@ -153,8 +152,22 @@ def test_dev_stdout_redirected_to_a_file_appends_after_what_was_printed(tmp_path
 
 
 def test_descriptor_names_are_written_into(tmp_path):
-    for name in ("/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"):
-        assert _destination(Path(name)) == (Path(name), False), name
+    # stdout and stderr are regular files: a name that were taken for a file to replace
+    # would put a new file in place of each, and what was printed before would be lost.
+    code = (
+        "import sys\n"
+        "from nnkit.fsutil import write_text\n"
+        "print('before', flush=True); print('before', file=sys.stderr, flush=True)\n"
+        "for name in ('/dev/stdout', '/dev/stderr', '/dev/fd/1', '/proc/self/fd/2'):\n"
+        "    write_text(name, name + '\\n')\n"
+        "print('after'); print('after', file=sys.stderr)\n"
+    )
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as o, err.open("w") as e:
+        subprocess.run([sys.executable, "-c", code], stdout=o, stderr=e, timeout=60, check=True)
+    assert out.read_text() == "before\n/dev/stdout\n/dev/fd/1\nafter\n"
+    assert err.read_text() == "before\n/dev/stderr\n/proc/self/fd/2\nafter\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["err.txt", "out.txt"]
 
 
 def test_sockets_and_block_devices_are_refused(tmp_path):

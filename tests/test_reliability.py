@@ -20,7 +20,7 @@ from onnx import TensorProto, helper
 
 from tests._faults import external_data_model
 from tests._hostile import device_node, odd_names_model
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli, unavailable
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +129,17 @@ def test_truncated_model_through_infer_and_check(zoo_file, tmp_path):
     assert run_cli("check", str(cut)).exit_code in (1, 2)
 
 
-def test_existing_output_is_untouched_when_the_run_fails(relu_file, tmp_path):
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(("-p", "cuda"), "cuda"), (("-p", "cpu", "--shape", "x:2x51"), "50")],
+    ids=["backend-not-available", "bad-shape"],
+)
+def test_existing_output_is_untouched_when_the_run_fails(relu_file, tmp_path, args, needle):
+    if "cuda" in args:
+        unavailable("cuda")
     out = tmp_path / "out.npz"
     out.write_bytes(b"previous")
-    assert_one_line_error(run_cli("infer", relu_file, "-p", "cuda", "--save", str(out)), "cuda")
-    assert_one_line_error(
-        run_cli("infer", relu_file, "-p", "cpu", "--shape", "x:2x51", "--save", str(out)), "50"
-    )
+    assert_one_line_error(run_cli("infer", relu_file, *args, "--save", str(out)), needle)
     assert out.read_bytes() == b"previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.npz"]
 
@@ -540,6 +544,10 @@ def test_closed_stdout_and_stderr_keep_the_exit_status(relu_file, tmp_path):
         assert proc.returncode == 0, closed
         assert out.stat().st_size > 0
         out.unlink()
+
+
+def test_closed_stdout_keeps_an_error_exit_status(relu_file):
+    unavailable("cuda")
     proc = subprocess.run(
         [sys.executable, "-m", "nnkit", "infer", relu_file, "-p", "cuda"],
         preexec_fn=lambda: os.close(1),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nnkit.errors import BackendError
+from nnkit.errors import EXIT_INTERNAL, BackendError, failure
 from nnkit.worker import (
     InProcess,
     RemoteBug,
@@ -55,7 +55,7 @@ def hang_with_company(marker):
     spin()
 
 def raise_backend_error():
-    from nnkit.errors import BackendError
+    from nnkit.errors import EXIT_INTERNAL, BackendError, failure
     raise BackendError("tract: cannot run x.onnx", backend="tract", model_path="x.onnx")
 
 def raise_bug():
@@ -133,6 +133,13 @@ def test_nnkit_errors_cross_intact_and_anything_else_is_a_bug(hostile, worker) -
         worker.call(hostile.raise_bug)
     assert "Traceback" in bug.value.detail and "raise_bug" in bug.value.detail
     assert "this is a bug in nnkit" in bug.value.format_message()
+    # A bug, exit 3; its traceback: the worker's, then where it reached this process.
+    f = failure(bug.value)
+    assert bug.value.exit_code == f.exit_code == EXIT_INTERNAL
+    assert f.message.startswith("internal error in a worker: KeyError: 'missing' (")
+    worker_side, _, here = f.traceback.partition("reached nnkit here")
+    assert "in raise_bug" in worker_side and "test_worker.py" not in worker_side
+    assert "test_nnkit_errors_cross_intact" in here and "in call" in here
 
 
 def test_what_user_code_prints_never_reaches_the_callers_stdout(tmp_path: Path) -> None:

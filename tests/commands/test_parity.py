@@ -19,7 +19,7 @@ from tests._faults import (
     scale_outputs,
     unknown_op,
 )
-from tests.conftest import assert_one_line_error, run_cli, run_nnkit
+from tests.conftest import assert_one_line_error, run_cli, run_nnkit, unavailable
 
 ZooFile = Callable[[str, str], Path]
 
@@ -92,7 +92,6 @@ def test_unsupported_fails_only_with_strict(zoo_file: ZooFile, tmp_path: Path) -
     ("args", "needles"),
     [
         (("--backends", "nope"), ("unknown backend 'nope'", "cpu")),
-        (("--backends", "cuda"), ("cuda", "CUDAExecutionProvider did not load")),
         (("--backends", "torch"), ("reference",)),
         (("--exporters", "onnxscript"), ("unknown exporter 'onnxscript'",)),
         (("--input", "x:batch"), ("--input", "bad dimension 'batch'")),
@@ -100,6 +99,16 @@ def test_unsupported_fails_only_with_strict(zoo_file: ZooFile, tmp_path: Path) -
 )
 def test_bad_requests_exit_2_with_one_line(args: tuple[str, ...], needles: tuple[str, ...]) -> None:
     assert_one_line_error(run_cli("parity", "linear", *args), *needles)
+
+
+def test_a_backend_that_cannot_run_here_exits_2_with_the_probes_reason() -> None:
+    reason = unavailable("cuda")
+    err = assert_one_line_error(
+        run_cli("parity", "linear", "--backends", "cuda"),
+        "cuda",
+        "CUDAExecutionProvider did not load",
+    )
+    assert err == f"Error: {reason}"
 
 
 def test_unknown_model_and_onnx_misuse_exit_2(zoo_file: ZooFile) -> None:

@@ -2,8 +2,15 @@
 
 Each command lives in ``nnkit.commands.<name>``: it parses, calls the library, renders.
 Only the command that runs is imported, so ``nnkit --help`` and ``nnkit check`` never
-import torch or a runtime. Errors a user can cause are :class:`nnkit.errors.NnkitError`
-(one line, exit 2); anything else is a bug, shown as one line unless ``--debug``.
+import torch or a runtime.
+
+Click lives here and in ``nnkit.commands`` only: the library raises
+:class:`nnkit.errors.NnkitError` and this module maps it to one line on stderr and its
+exit status (2). Anything else is a bug in nnkit: one line and exit status 3
+(``EXIT_INTERNAL``), its traceback (a worker's included) with ``--debug``.
+
+A command returns its exit status (``EXIT_OK``, ``EXIT_FAILED``) and :meth:`LazyGroup.main`
+exits with it: the one place the process exits.
 """
 
 from __future__ import annotations
@@ -21,8 +28,7 @@ from typing import Any
 import click
 
 from nnkit import __version__
-from nnkit.errors import EXIT_USAGE, NnkitError
-from nnkit.fsutil import WRITE_ERRNOS
+from nnkit.errors import DEBUG_HINT, EXIT_OK, NnkitError, failure
 
 #: command name -> module under nnkit.commands; the order of ``nnkit --help``.
 COMMANDS = {
@@ -177,6 +183,8 @@ class LazyGroup(click.Group):
             line, status = _exit_line(e)
             click.echo(line, err=True)
             sys.exit(status)
+        except Exception as e:  # raised outside a command (which :meth:`invoke` maps)
+            sys.exit(report_error(e))
         finally:
             for name, stream in streams.items():
                 with contextlib.suppress(OSError, ValueError):
@@ -185,48 +193,32 @@ class LazyGroup(click.Group):
             if main_thread:
                 for sig, handler in handlers.items():
                     signal.signal(sig, handler)
-        sys.exit(code if isinstance(code, int) else 0)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
-        except NnkitError as e:
-            if ctx.find_root().params.get("debug") and e.detail:
-                click.echo(e.detail.rstrip(), err=True)  # the user's traceback, a runtime's log
-            raise
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
             raise
-        except KeyboardInterrupt:
-            raise
         except Exception as e:
-            if ctx.find_root().params.get("debug"):
-                raise
-            traceback.clear_frames(e.__traceback__)
-            click.echo(f"Error: {_unexpected(e)}", err=True)
-            ctx.exit(EXIT_USAGE)
+            return report_error(e, debug=bool(ctx.find_root().params.get("debug")))
 
 
-def _unexpected(e: Exception) -> str:
-    """One line for an error nnkit did not raise on purpose.
+def report_error(e: Exception, *, debug: bool = False) -> int:
+    """Print ``e`` as one line on stderr (``Error: ...``); return the exit status it calls for.
 
-    Running out of memory or disk is the machine's limit, not a bug: sizes nnkit can
-    see are checked before allocating or writing, and what is left (a runtime's own
-    buffers, a file system filling up under a writer) is reported as what it is.
+    With ``debug``, what lies behind the line comes first: a bug's traceback (a worker's
+    and then this process's), or an :class:`NnkitError`'s ``detail`` (the user's
+    traceback when an export fails, a runtime's log).
     """
-    if isinstance(e, MemoryError):
-        detail = f": {e}" if str(e) else ""
-        return (
-            f"out of memory{detail} (the model or its inputs need more memory than this "
-            "machine gave; try smaller inputs)"
-        )
-    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
-        where = f" {e.filename!r}" if e.filename else ""
-        return f"cannot write{where}: {e.strerror or e}"
-    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
-    return (
-        f"internal error: {type(e).__name__}: {first} "
-        "(this is a bug in nnkit; run with --debug for the traceback)"
-    )
+    f = failure(e, hint="its traceback is above" if debug else DEBUG_HINT)
+    if debug:
+        behind = f.traceback or (e.detail if isinstance(e, NnkitError) else "")
+        if behind:
+            click.echo(behind.rstrip(), err=True)
+    traceback.clear_frames(e.__traceback__)
+    click.echo(f"Error: {f.message}", err=True)
+    return f.exit_code
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -243,7 +235,9 @@ def cli(debug: bool) -> None:
 
     \b
     Exit status: 0 success, 1 a verdict failed (invalid model, parity mismatch),
-    2 the request cannot be carried out (bad usage or input, backend not available).
+    2 the request cannot be carried out (bad usage or input, backend not
+    available), 3 a bug in nnkit (--debug shows its traceback), 128+N stopped
+    by signal N.
     """
 
 

@@ -1,16 +1,22 @@
-"""One exception family for everything a user can get wrong.
+"""One exception family for everything a user can get wrong, and one for nnkit's bugs.
 
-Every error nnkit raises on purpose derives from :class:`NnkitError`, which is a
-:class:`click.ClickException`: the CLI prints it as one line on stderr and exits with
-its ``exit_code`` (2: the request cannot be carried out). Library users catch
-``NnkitError`` and get the same message.
+Every error nnkit raises on purpose derives from :class:`NnkitError`, a plain
+:class:`Exception` that carries its exit status (``exit_code``) and one line
+(:meth:`~NnkitError.format_message`). The library knows nothing of the command line:
+``nnkit.cli`` maps these errors to one line on stderr and the exit status, as Flask and
+Polygraphy keep click in their CLI. Library users catch ``NnkitError`` and get the same
+message. The errors pickle with their attributes: they cross a worker's pipe.
+
+A bug in nnkit (any other exception, or :class:`InternalError`) has its own exit status,
+:data:`EXIT_INTERNAL`; :func:`failure` turns any exception into the one line, the exit
+status and, for a bug, the traceback.
 """
 
 from __future__ import annotations
 
 import re
-
-import click
+import traceback
+from dataclasses import dataclass
 
 #: Exit status of a successful command.
 EXIT_OK = 0
@@ -18,22 +24,55 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: Exit status of a request that cannot be carried out.
 EXIT_USAGE = 2
+#: Exit status of a bug in nnkit (an exception it did not raise on purpose).
+EXIT_INTERNAL = 3
+
+#: Where the CLI says a bug's traceback is (``nnkit --debug`` prints it).
+DEBUG_HINT = "run with --debug for the traceback"
 
 
-class NnkitError(click.ClickException):
-    """A request that cannot be carried out. Printed as one line, exit status 2."""
+class NnkitError(Exception):
+    """A request that cannot be carried out. Printed as one line, exit status 2.
 
-    exit_code = EXIT_USAGE
+    Args:
+        message: what went wrong, naming what was given and what would be valid.
+        detail: more than the one line: a traceback of the user's code, a runtime's log.
+            The CLI shows it with ``--debug``.
+    """
+
+    exit_code: int = EXIT_USAGE
 
     def __init__(self, message: str = "", *, detail: str = "") -> None:
         super().__init__(message)
+        self.message = message
         #: More than the one line: a traceback of the user's code, a runtime's log.
         #: The CLI shows it with ``--debug``.
         self.detail = detail
 
+    def __str__(self) -> str:
+        return self.message
+
     def format_message(self) -> str:
-        # One line, always: a multi-line cause (a native runtime's log block) is folded.
+        """The message as one line: a multi-line cause (a native runtime's log) is folded."""
         return " ".join(self.message.split())
+
+
+class InternalError(NnkitError):
+    """A bug in nnkit, found where it can be named (a worker's unexpected exception).
+
+    Exit status :data:`EXIT_INTERNAL`; ``detail`` holds the traceback where it struck.
+    """
+
+    exit_code = EXIT_INTERNAL
+    #: Where the bug struck, as words after "internal error" (" in a worker").
+    where: str = ""
+
+    def format_message(self, hint: str = DEBUG_HINT) -> str:
+        """One line that says this is a bug, and ``hint``: where its traceback is."""
+        return (
+            f"internal error{self.where}: {super().format_message()} "
+            f"(this is a bug in nnkit; {hint})"
+        )
 
 
 class ModelSourceError(NnkitError):
@@ -78,6 +117,72 @@ class BackendError(NnkitError):
 
 class OutputPathError(NnkitError):
     """An output path that cannot be written."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong, for a person and for a bug report: see :func:`failure`."""
+
+    #: One line, without a traceback.
+    message: str
+    #: The exit status it calls for: :data:`EXIT_USAGE`, or :data:`EXIT_INTERNAL` for a bug.
+    exit_code: int
+    #: The traceback of a bug or of an exception nnkit did not raise on purpose (a
+    #: worker's first, then where it reached this process); "" for an :class:`NnkitError`.
+    traceback: str = ""
+
+    @property
+    def internal(self) -> bool:
+        """A bug in nnkit."""
+        return self.exit_code == EXIT_INTERNAL
+
+
+def failure(e: BaseException, *, hint: str = DEBUG_HINT) -> Failure:
+    """One line, an exit status and (for a bug) the traceback, for any exception.
+
+    - an :class:`NnkitError`: its own line and exit status, no traceback (its ``detail``
+      stays on it);
+    - an :class:`InternalError` (a bug in a worker): its line, exit 3, the worker's
+      traceback and then this process's;
+    - running out of memory, or a write that failed for lack of space or permission:
+      the machine's limit, not a bug: said as what it is, exit 2, with the traceback;
+    - anything else is a bug in nnkit: ``internal error: Type: first line (this is a
+      bug in nnkit; HINT)``, exit 3, with the traceback.
+
+    Args:
+        e: the exception.
+        hint: where the traceback can be found, for the line of a bug (the CLI's
+            ``--debug``; a report's ``traceback`` field).
+    """
+    if isinstance(e, InternalError):
+        trace = _format(e)
+        if e.detail:
+            trace = (
+                f"{e.detail.rstrip()}\n\nThe above exception, in a worker process, reached "
+                f"nnkit here:\n\n{trace}"
+            )
+        return Failure(e.format_message(hint), EXIT_INTERNAL, trace)
+    if isinstance(e, NnkitError):
+        return Failure(e.format_message(), e.exit_code)
+    if isinstance(e, MemoryError):
+        said = f": {e}" if str(e) else ""
+        message = (
+            f"out of memory{said} (the model or its inputs need more memory than this "
+            "machine gave; try smaller inputs)"
+        )
+        return Failure(message, EXIT_USAGE, _format(e))
+    from nnkit.fsutil import WRITE_ERRNOS  # fsutil imports this module
+
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+        where = f" {e.filename!r}" if e.filename else ""
+        return Failure(f"cannot write{where}: {e.strerror or e}", EXIT_USAGE, _format(e))
+    first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
+    message = f"internal error: {type(e).__name__}: {first} (this is a bug in nnkit; {hint})"
+    return Failure(message, EXIT_INTERNAL, _format(e))
+
+
+def _format(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
 
 
 def first_line(e: BaseException) -> str:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import IO, Any, TypeVar
 
-from nnkit.errors import NnkitError
+from nnkit.errors import InternalError, NnkitError
 
 T = TypeVar("T")
 
@@ -69,14 +69,11 @@ class WorkerExit(WorkerFailure):
     """The called code raised ``SystemExit`` (``sys.exit``); the worker lives on."""
 
 
-class RemoteBug(NnkitError):
-    """An unexpected exception in the worker: a bug in nnkit. ``detail`` is its traceback."""
+class RemoteBug(InternalError):
+    """An unexpected exception in the worker: a bug in nnkit, exit status 3. ``detail``
+    is its traceback in the worker (:func:`nnkit.errors.failure` adds this process's)."""
 
-    def format_message(self) -> str:
-        return (
-            f"internal error in a worker: {super().format_message()} "
-            "(this is a bug in nnkit; run with --debug for the traceback)"
-        )
+    where = " in a worker"
 
 
 class InProcess:

@@ -21,7 +21,7 @@ from nnkit.commands._options import (
     threads_option,
     timeout_option,
 )
-from nnkit.errors import EXIT_FAILED, NnkitError
+from nnkit.errors import EXIT_FAILED, EXIT_OK, NnkitError
 
 #: The backend names, listed here so ``--help`` imports no runtime.
 BACKEND_NAMES = ["torch", "cpu", "cuda", "tensorrt", "openvino", "tract", "reference"]
@@ -122,7 +122,7 @@ def command(
     json_out: Path | None,
     plot: Path | None,
     timeout: float,
-) -> None:
+) -> int:
     """Time MODEL on every backend with one protocol and print the latencies.
 
     MODEL is an ONNX file, or a PyTorch model (a zoo name, path/to/file.py:Name or
@@ -181,8 +181,7 @@ def command(
         click.echo(bench.render(report))
     if plot is not None:
         bench.plot(report, plot)
-    if not report.ok:
-        sys.exit(EXIT_FAILED)
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def _progress(line: str) -> None:

@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from nnkit.commands._options import emit_json
-from nnkit.errors import EXIT_FAILED
+from nnkit.errors import EXIT_FAILED, EXIT_OK
 from nnkit.render import human_bytes, table
 
 
 @click.command("check")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and summary as JSON.")
-def command(file: Path, as_json: bool) -> None:
+def command(file: Path, as_json: bool) -> int:
     """Check FILE with the full ONNX checker (strict shape inference) and summarise it.
 
     Exit status: 0 valid, 1 invalid, 2 missing or unreadable.
@@ -26,8 +26,7 @@ def command(file: Path, as_json: bool) -> None:
         emit_json(result.to_dict())
     else:
         _render(file, result)
-    if not result:
-        raise SystemExit(EXIT_FAILED)
+    return EXIT_OK if result else EXIT_FAILED
 
 
 def _render(file: Path, result) -> None:

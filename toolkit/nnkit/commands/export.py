@@ -13,6 +13,7 @@ from nnkit.commands._options import (
     model_files,
     timeout_option,
 )
+from nnkit.errors import EXIT_OK
 from nnkit.render import human_bytes
 
 
@@ -57,7 +58,7 @@ def command(
     verbose: bool,
     keep_stack_traces: bool,
     timeout: float,
-) -> None:
+) -> int:
     """Export MODEL to ONNX, check the file, and write it to OUTPUT.
 
     MODEL is a zoo name (see `nnkit models`), path/to/file.py:Name or package.module:name,
@@ -88,3 +89,4 @@ def command(
     )
     for note in result.notes():
         click.echo(f"note: {note}", err=True)
+    return EXIT_OK

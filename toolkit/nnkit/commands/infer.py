@@ -16,7 +16,7 @@ from nnkit.commands._options import (
     threads_option,
     timeout_option,
 )
-from nnkit.errors import SpecError
+from nnkit.errors import EXIT_OK, SpecError
 from nnkit.render import table
 from nnkit.spec import split_name
 
@@ -110,7 +110,7 @@ def command(
     threads: int | None,
     as_json: bool,
     timeout: float,
-) -> None:
+) -> int:
     """Run MODEL (an ONNX file) on one backend and summarise every output.
 
     The backend asked for runs it or the command fails (exit 2): nnkit never falls
@@ -154,8 +154,9 @@ def command(
             save_values(tmp, result.outputs)
     if as_json:
         emit_json({**result.to_dict(), "saved": str(save) if save else None})
-        return
-    _render(result, save)
+    else:
+        _render(result, save)
+    return EXIT_OK
 
 
 def _describe(value: object) -> str:

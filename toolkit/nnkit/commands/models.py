@@ -5,12 +5,13 @@ from __future__ import annotations
 import click
 
 from nnkit.commands._options import emit_json
+from nnkit.errors import EXIT_OK
 from nnkit.render import table
 
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects.")
-def command(as_json: bool) -> None:
+def command(as_json: bool) -> int:
     """List the reference zoo: each model's inputs, outputs and tolerance.
 
     Any zoo name works as MODEL in export, parity and bench.
@@ -30,7 +31,7 @@ def command(as_json: bool) -> None:
     ]
     if as_json:
         emit_json(rows)
-        return
+        return EXIT_OK
     click.echo(
         table(
             ["name", "inputs", "outputs", "atol", "rtol", "layer"],
@@ -47,3 +48,4 @@ def command(as_json: bool) -> None:
             ],
         )
     )
+    return EXIT_OK
