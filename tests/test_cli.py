@@ -178,8 +178,6 @@ def test_one_exit_idiom_commands_return_their_status():
     and the group's main exits with it."""
     offenders = []
     for path in sorted(Path(nnkit.commands.__file__).parent.glob("*.py")):
-        if path.name in EXIT_IDIOM_PENDING:
-            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Name) and node.id == "SystemExit":
                 offenders.append(f"{path.name}:{node.lineno} SystemExit")
@@ -189,10 +187,6 @@ def test_one_exit_idiom_commands_return_their_status():
             if isinstance(node, ast.FunctionDef) and node.name == "command":
                 assert ast.unparse(node.returns) == "int", path.name
     assert not offenders, offenders
-
-
-#: Commands not yet moved to the idiom (the parity command is being restructured).
-EXIT_IDIOM_PENDING = {"parity.py"}
 
 
 def test_usage_errors_are_one_line_with_a_help_hint():

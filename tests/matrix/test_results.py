@@ -43,6 +43,7 @@ def test_a_bug_in_nnkit_is_an_error_result_with_its_traceback(monkeypatch) -> No
     report = run_parity(["relu"], exporters=["torchscript"], backends=["cpu"])
     assert {r.status for r in report.results} == {"error"}
     result = report.results[0]
-    assert "internal error: ZeroDivisionError: planted (this is a bug in nnkit)" in result.message
+    assert "internal error: ZeroDivisionError: planted (this is a bug in nnkit;" in result.message
+    assert "traceback is in the JSON report" in result.message
     assert "Traceback" in result.traceback and "broken" in result.traceback
     assert to_json(report)["results"][0]["traceback"] == result.traceback

@@ -632,9 +632,8 @@ def bench_model(
         ExportError: the exporter failed.
         and what :func:`bench_file` raises.
     """
-    import tempfile
-
     from nnkit.errors import ExportError, ModelSourceError
+    from nnkit.fsutil import temporary_folder
     from nnkit.spec import Dim
     from nnkit.steps import ModelRequest, describe_model, export
     from nnkit.worker import Worker, WorkerFailure, preload
@@ -643,7 +642,7 @@ def bench_model(
     request = ModelRequest(ref, tuple(inputs))
     # The folder outlives the worker: it is stopped before the folder is cleaned up.
     with (
-        tempfile.TemporaryDirectory(prefix="nnkit-bench-") as tmp,
+        temporary_folder("nnkit-bench-") as tmp,
         Worker("PyTorch") as user,
     ):
         user.call(preload, ["torch"])  # not timed: not the model's time

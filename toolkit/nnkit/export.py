@@ -18,7 +18,7 @@ from typing import Any
 
 from nnkit import __version__
 from nnkit.errors import ExportError, ModelSourceError, NnkitError, root_cause
-from nnkit.fsutil import atomic_output, check_writable
+from nnkit.fsutil import atomic_output, check_writable, temporary_folder
 from nnkit.quiet import captured
 from nnkit.resolve import ResolvedModel, example_args
 from nnkit.spec import Dim, TensorSpec
@@ -512,11 +512,10 @@ def _traceback(e: BaseException) -> str:
 def _exports_with_fixed_shapes(model: ResolvedModel, exporter: str, opset: int | None) -> bool:
     """Whether the model exports when its dynamic dims are fixed (tried quietly)."""
     import dataclasses
-    import tempfile
 
     fixed = tuple(TensorSpec(s.name, s.example_shape, s.dtype, s.value_range) for s in model.inputs)
     static = dataclasses.replace(model, inputs=fixed)
-    with tempfile.TemporaryDirectory(prefix="nnkit-export-") as tmp, captured():
+    with temporary_folder("nnkit-export-") as tmp, captured():
         try:
             _EXPORT[exporter](
                 _copied(static), example_args(static), Path(tmp) / "m.onnx", opset, {}
@@ -558,7 +557,6 @@ def export_reference(
         OutputPathError: ``out`` cannot be written.
     """
     import dataclasses
-    import tempfile
 
     from nnkit.steps import ModelRequest, describe_model, export
     from nnkit.worker import Worker, WorkerFailure, preload
@@ -573,7 +571,7 @@ def export_reference(
             raise ModelSourceError(f"building {ref!r}: {e.format_message()}") from None
         with (
             atomic_output(target) as tmp,
-            tempfile.TemporaryDirectory(prefix=".nnkit-export-", dir=tmp.parent) as work,
+            temporary_folder(".nnkit-export-", dir=tmp.parent) as work,
         ):
             try:
                 result = worker.call(

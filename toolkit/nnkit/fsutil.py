@@ -25,9 +25,11 @@ import errno
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -307,3 +309,41 @@ def _kind(mode: int) -> str:
 def _os_message(p: Path, e: OSError) -> str:
     why = (e.strerror or os.strerror(e.errno)) if e.errno else str(e)
     return f"cannot write {str(p)!r}: {why}"
+
+
+#: The signals nnkit turns into a clean exit (Ctrl-C, SIGTERM, SIGHUP).
+_DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def temporary_folder(prefix: str, *, dir: str | Path | None = None) -> Iterator[Path]:
+    """A temporary folder, removed on exit, that a signal can never leave behind.
+
+    ``tempfile.TemporaryDirectory`` leaves its folder when Ctrl-C or SIGTERM arrives
+    after the folder is made and before the object that removes it exists. Here those
+    signals are held back until the folder is in the block's care.
+    """
+    held = _hold_signals()
+    try:
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    except BaseException:
+        _release_signals(held)
+        raise
+    try:
+        _release_signals(held)  # a signal that came meanwhile is raised here
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _hold_signals() -> set[signal.Signals] | None:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):
+        return None
+    return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
+
+
+def _release_signals(held: set[signal.Signals] | None) -> None:
+    if held is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

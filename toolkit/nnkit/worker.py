@@ -89,11 +89,6 @@ class InProcess:
         except SystemExit as e:
             raise WorkerExit(_exit_message(e.code, _raised_at(e))) from None
 
-    def _kill(self) -> None:
-        if self._proc is not None:
-            _kill_group(self._proc)
-        self.close()
-
     def close(self) -> None:
         """Nothing to release."""
 
@@ -408,6 +403,10 @@ def _serve(requests: Connection, replies: Connection) -> None:
             reply = ("exit", (e.code, _raised_at(e)), traceback.format_exc())
         except NnkitError as e:
             reply = ("raise", e, traceback.format_exc())
+        except MemoryError as e:  # the machine's limit, not a bug: said as the parent says it
+            from nnkit.errors import failure
+
+            reply = ("raise", NnkitError(failure(e).message), traceback.format_exc())
         except BaseException as e:
             reply = ("bug", f"{type(e).__name__}: {e}", traceback.format_exc())
         try:

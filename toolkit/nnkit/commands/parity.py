@@ -173,7 +173,7 @@ def command(
     verbose: bool,
     timeout: float,
     trust_metadata: bool,
-) -> None:
+) -> int:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
 
     MODEL is a zoo name (default: the whole zoo), path/to/file.py:Name or
@@ -251,8 +251,7 @@ def command(
     for _, path, write in writers:
         write(path, report)
     click.echo(render_console(report, verbose=verbose))
-    if not report:
-        raise SystemExit(report.exit_code)
+    return report.exit_code
 
 
 def _from_config(

@@ -9,7 +9,6 @@ nnkit's own code while judging is an ``error`` result that keeps its traceback.
 from __future__ import annotations
 
 import contextlib
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,10 +21,13 @@ from nnkit.errors import (
     BackendUnavailableError,
     InputError,
     NnkitError,
-    describe,
+    failure,
 )
 from nnkit.matrix.cases import ShapeCase
 from nnkit.matrix.results import ArtifactRecord, CaseResult, Cell
+
+#: Where a bug's traceback is, for the one line of an ``error`` result.
+TRACEBACK_HINT = "its traceback is in the JSON report's result"
 
 if TYPE_CHECKING:
     from nnkit.backends.base import TensorInfo
@@ -77,7 +79,8 @@ def run_cell(
     except (BackendError, BackendUnavailableError) as e:
         return results("unsupported", e.format_message())
     except NnkitError as e:  # a bug in the worker (RemoteBug) keeps its traceback
-        return [_result(cell, run, "error", e.format_message(), traceback=e.detail) for run in runs]
+        f = failure(e, hint=TRACEBACK_HINT)
+        return [_result(cell, run, "error", f.message, traceback=f.traceback) for run in runs]
     try:
         return [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
     finally:
@@ -170,17 +173,13 @@ def _run_case(
     except (BackendError, BackendUnavailableError) as e:
         return _result(cell, run, "unsupported", e.format_message())
     except NnkitError as e:  # a bug in the worker (RemoteBug) keeps its traceback
-        return _result(cell, run, "error", e.format_message(), traceback=e.detail)
+        f = failure(e, hint=TRACEBACK_HINT)
+        return _result(cell, run, "error", f.message, traceback=f.traceback)
     try:
         return _judge(cell, run, got, outputs, notes, tolerance, seconds)
     except Exception as e:  # a bug in nnkit: this result is an error, the matrix goes on
-        return _result(
-            cell,
-            run,
-            "error",
-            f"internal error: {describe(e)} (this is a bug in nnkit)",
-            traceback=traceback.format_exc(),
-        )
+        f = failure(e, hint=TRACEBACK_HINT)
+        return _result(cell, run, "error", f.message, traceback=f.traceback)
 
 
 def _judge(

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import os
 import re
-import tempfile
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from nnkit.errors import (
     NnkitError,
     OutputPathError,
 )
+from nnkit.fsutil import temporary_folder
 from nnkit.matrix.cases import ParityRequestError, ShapeCase
 from nnkit.matrix.cell import CaseRun, judge_row, run_cell
 from nnkit.matrix.plan import ArtifactPlan, ModelPlan, Plan
@@ -167,7 +167,7 @@ def _check_compare_names(models: Sequence[ModelPlan], infos: Mapping[str, ModelI
 @contextlib.contextmanager
 def _folder(artifacts: str | Path | None) -> Iterator[Path]:
     if artifacts is None:
-        with tempfile.TemporaryDirectory(prefix="nnkit-parity-") as tmp:
+        with temporary_folder("nnkit-parity-") as tmp:
             yield Path(tmp)
         return
     folder = Path(artifacts)
@@ -260,7 +260,7 @@ def _make_artifact(
     path = folder / f"{_safe(model)}.{artifact.id}.onnx"
     start = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix=".nnkit-export-", dir=folder) as work:
+        with temporary_folder(".nnkit-export-", dir=folder) as work:
             result = user.call(
                 export,
                 request,
