@@ -1,4 +1,4 @@
-"""The latency protocol (nnkit.bench): statistics, warm-up, budgets, shapes, results.
+"""The latency protocol (nnkit.timing): statistics, warm-up, budgets, loading timed apart.
 
 The protocol is a function over any object with ``prepare``/``run_prepared``; it is
 tested here with small real backends (subclasses of the base class) that sleep on
@@ -7,7 +7,6 @@ chosen runs, and with a clock the test controls. Speed itself is never asserted.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,18 +15,10 @@ import numpy as np
 import onnx
 import pytest
 
-from nnkit import bench
 from nnkit.backends._probe import tiny_model
-from nnkit.backends.base import Backend, TensorInfo
-from nnkit.bench import (
-    BenchResult,
-    LatencyStats,
-    batch_shapes,
-    measure,
-    percentile,
-)
-from nnkit.check import load_model_file
-from nnkit.errors import NnkitError, SpecError
+from nnkit.backends.base import Backend
+from nnkit.errors import NnkitError
+from nnkit.timing import LatencyStats, measure, measure_loaded, percentile
 
 
 @pytest.fixture
@@ -234,131 +225,14 @@ def test_bad_settings_are_refused(tiny_file: Path, options: dict, needle: str) -
     assert backend.calls == 0
 
 
-# -- shapes at a batch size ---------------------------------------------------------------
-
-
-def test_batch_goes_to_the_dim_labelled_batch() -> None:
-    declared = [
-        TensorInfo("x", ("batch", "seq", 10), "float32"),
-        TensorInfo("mask", ("seq", "batch"), "bool"),
-        TensorInfo("scale", (1,), "float32"),
-    ]
-    shapes = batch_shapes(declared, 16, {"seq": 7, "batch": 2})
-    assert shapes == {"x": (16, 7, 10), "mask": (7, 16), "scale": (1,)}
-
-
-def test_batch_goes_to_a_dynamic_axis_0_without_a_label() -> None:
-    declared = [TensorInfo("x", ("N", 3, None), "float32"), TensorInfo("s", (), "float32")]
-    assert batch_shapes(declared, 8) == {"x": (8, 3, 1), "s": ()}
-
-
-def test_a_fixed_batch_dim_that_differs_is_refused() -> None:
-    declared = [TensorInfo("x", (1, 4), "float32")]
-    assert batch_shapes(declared, 1) == {"x": (1, 4)}
-    with pytest.raises(SpecError, match=r"cannot run at batch 8: input 'x' has a fixed batch"):
-        batch_shapes(declared, 8)
-
-
-def test_example_sizes_come_from_the_files_metadata(zoo_file) -> None:
-    assert bench.stamped_sizes(load_model_file(zoo_file("lstm"))) == {"batch": 2, "seq": 7}
-
-
-# -- a run over backends --------------------------------------------------------------------
-
-
-def test_bench_file_gives_a_result_per_backend_and_batch(zoo_file) -> None:
-    report = bench.bench_file(
-        zoo_file("combinednn"), backends=["cpu"], batches=[1, 4], warmup=1, iterations=3
+def test_loading_is_timed_apart_and_a_failing_input_is_its_reason(tiny_file: Path) -> None:
+    backend = Sleepy(tiny_file, lambda i: 0.0)
+    bad = {"x": np.zeros((2, 2), dtype=np.float32)}  # the file declares [1, 4]
+    load_ms, measured = measure_loaded(
+        backend, {1: FEEDS, 2: bad, 3: FEEDS}, warmup=0, iterations=2
     )
-    assert report.ok
-    assert [(r.backend, r.batch) for r in report.results] == [("cpu", 1), ("cpu", 4)]
-    for r in report.results:
-        assert r.iterations == 3 and r.warmup == 1
-        assert r.load_ms > 0 and r.first_run_ms > 0
-        assert r.p50_ms <= r.p90_ms <= r.p99_ms <= r.max_ms
-        assert r.flops == r.batch * 1_889_616
-        assert r.gflops == pytest.approx(r.flops / (r.p50_ms * 1e6))
-        assert r.speedup_vs_torch is None
-    data = json.loads(json.dumps(report.to_dict()))
-    assert data["versions"]["cpu"]
-    assert data["machine"]["cpu"]
-    assert data["settings"]["iterations"] == 3
-
-
-def _result(backend: str, batch: int, p50: float | None, status: str = "ok") -> BenchResult:
-    return BenchResult(
-        model="m",
-        backend=backend,
-        batch=batch,
-        status=status,
-        error=None if status == "ok" else "it broke",
-        p50_ms=p50,
-        iterations=1 if p50 else None,
-    )
-
-
-def test_speedup_is_torch_p50_over_the_backends_at_the_same_batch() -> None:
-    results = [
-        _result("torch", 1, 2.0),
-        _result("torch", 8, 8.0),
-        _result("cpu", 1, 0.5),
-        _result("cpu", 8, 4.0),
-        _result("tract", 8, None, status="error"),
-    ]
-    bench._speedups(results)
-    assert [r.speedup_vs_torch for r in results] == [1.0, 1.0, 4.0, 2.0, None]
-
-
-def test_render_shows_errors_and_the_peak() -> None:
-    from nnkit.machine import Machine
-
-    results = [_result("cpu", 1, 0.5), _result("tract", 1, None, status="error")]
-    report = bench.BenchReport(
-        model="m",
-        file="m.onnx",
-        exporter=None,
-        backends=["cpu", "tract"],
-        batches=[1],
-        settings={"warmup": 1, "iterations": 1, "seconds": None, "threads": None, "seed": 0},
-        versions={},
-        machine=Machine("Some CPU", "x86_64", 4, 2, [], 3.0, 32, 192.0),
-        results=results,
-    )
-    assert not report.ok
-    text = bench.render(report)
-    assert "error: tract batch 1: it broke" in text
-    assert "192 GFLOP/s (2 cores x 3.00 GHz x 32 FLOP/cycle, estimate)" in text
-    assert "vs torch" not in text
-
-
-def test_bench_imports_no_torch_by_itself() -> None:
-    import subprocess
-    import sys
-
-    code = "import sys, nnkit.bench, nnkit.flops, nnkit.machine; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
-# -- what makes the numbers untrustworthy -------------------------------------------------
-
-
-def _ok(iterations: int) -> bench.BenchResult:
-    return bench.BenchResult(model="m", backend="cpu", batch=1, status="ok", iterations=iterations)
-
-
-def test_a_busy_machine_before_the_run_is_a_warning() -> None:
-    (warning,) = bench.trust_warnings({"before": 4.0, "after": 4.2}, 2, [_ok(100)])
-    assert "busy before the run (load 4 on 2 cores)" in warning
-
-
-def test_the_runs_own_load_is_not_a_warning_but_more_than_the_cores_is() -> None:
-    assert bench.trust_warnings({"before": 0.3, "after": 2.9}, 2, [_ok(100)]) == []
-    (warning,) = bench.trust_warnings({"before": 0.3, "after": 3.5}, 2, [_ok(100)])
-    assert "busy during the run (load 3.5 on 2 cores)" in warning
-
-
-def test_few_timed_runs_are_a_warning() -> None:
-    (warning,) = bench.trust_warnings({"before": None, "after": None}, 2, [_ok(4), _ok(10)])
-    assert "fewer than 10 timed runs for cpu batch 1" in warning
-    assert bench.trust_warnings({}, 2, [_ok(10)]) == []
+    assert load_ms >= 0
+    assert backend.events[0] == "load"
+    assert measured[1].stats.iterations == measured[3].stats.iterations == 2
+    assert isinstance(measured[2], str) and "'x'" in measured[2]
+    assert not backend._loaded  # closed after the last input
