@@ -208,8 +208,9 @@ def _require_values(graph: onnx.GraphProto, names: Iterable[str]) -> None:
         shown = list(known)[:_SHOWN]
         more = f", ... ({len(known)} in all)" if len(known) > _SHOWN else ""
         raise GraphEditError(
-            f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} no value "
-            f"of the main graph; its values are {', '.join(map(repr, shown))}{more}"
+            f"{', '.join(map(repr, unknown))} "
+            f"{'is no value' if len(unknown) == 1 else 'are no values'} of the main graph; "
+            f"its values are {', '.join(map(repr, shown))}{more}"
         )
 
 
