@@ -5,8 +5,8 @@
 over backends and batch sizes, and ``nnkit infer --iterations`` runs it once, so both
 time the same way:
 
-1. **Session creation** is timed apart (``load_ms``, by the caller): ``Backend.load``,
-   once per backend.
+1. **Session creation** is timed apart (``load_ms``): ``Backend.load``, once per backend
+   (:func:`measure_loaded` loads, then measures each input).
 2. Inputs are **prepared before timing** (``Backend.prepare``: on ``cuda`` copied to the
    device and bound with IOBinding), so no host-to-device copy or feed check is timed.
 3. The **first run** is timed apart (``first_run_ms``): the cold start, where TensorRT
