@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from nnkit.export import EXPORTERS, export_model
-from nnkit.hardware import cpu_info
+from nnkit.machine import cpu_info
 from nnkit.models import ZOO
 from nnkit.resolve import resolve_model
 

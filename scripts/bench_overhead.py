@@ -1,7 +1,7 @@
 """What nnkit's harness costs: its onnxruntime p50 beside a bare ``session.run`` loop.
 
 For each model (exported once with dynamo) and batch: nnkit's ``cpu`` backend timed by
-:func:`nnkit.bench.measure`, and the tightest loop a user can write around
+:func:`nnkit.timing.measure`, and the tightest loop a user can write around
 ``session.run(names, feeds)`` (output names fetched once: ``session.run(None, feeds)``
 looks them up on every call, which costs more than nnkit's whole call path), on the
 same file, the same input and the same onnxruntime session (the backend's own, so
@@ -23,8 +23,10 @@ import numpy as np
 
 from nnkit import bench
 from nnkit.backends.onnxruntime import CPUBackend
-from nnkit.check import read_io
-from nnkit.inputs import declared_arrays
+from nnkit.inputs import generate
+from nnkit.onnxfile import read_io
+from nnkit.shapes import batch_shapes
+from nnkit.timing import measure, percentile
 
 #: (model, batch) pairs: a sub-10-microsecond model, a mid-size one, and a large batch.
 CASES = (("linear", 1), ("conv2d", 1), ("combinednn", 1), ("combinednn", 64), ("lstm", 1))
@@ -54,8 +56,8 @@ def main() -> int:
         print(f"  {name} batch {batch} ...", file=sys.stderr, flush=True)
         with bench.exported_model(name) as model:
             declared, _ = read_io(model.path)
-            shapes = bench.batch_shapes(declared, batch, model.sizes)
-            feeds = declared_arrays(declared, shapes, seed=0)
+            shapes = batch_shapes(declared, batch, model.sizes)
+            feeds = generate(declared, shapes=shapes, seed=0)
             backend = CPUBackend(model.path)
             backend.load()
             session = backend.session
@@ -66,7 +68,7 @@ def main() -> int:
             for r in range(args.rounds):
                 for who in ("nnkit", "bare") if r % 2 == 0 else ("bare", "nnkit"):
                     if who == "nnkit":
-                        m = bench.measure(backend, feeds, warmup=10, iterations=args.iterations)
+                        m = measure(backend, feeds, warmup=10, iterations=args.iterations)
                         ours += m.samples_ns
                     else:
                         for _ in range(10):
@@ -78,8 +80,8 @@ def main() -> int:
                         finally:
                             gc.enable()
             backend.close()
-        p50_ours = bench.percentile(ours, 50) / 1e3
-        p50_bare = bench.percentile(theirs, 50) / 1e3
+        p50_ours = percentile(ours, 50) / 1e3
+        p50_bare = percentile(theirs, 50) / 1e3
         rows.append((name, batch, p50_bare, p50_ours, p50_ours / p50_bare - 1))
 
     print(

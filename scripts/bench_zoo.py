@@ -16,7 +16,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from nnkit import __version__, bench
+from nnkit import __version__, bench, bench_report
 from nnkit.backends import probe
 from nnkit.machine import machine_info
 from nnkit.models import ZOO
@@ -103,9 +103,9 @@ def main() -> int:
                     cells.append("error")
                     errors.append(f"{name} on {c} at batch {batch}: {r.error}")
                 elif c == "torch" or r.speedup_vs_torch is None:
-                    cells.append(bench.fmt_ms(r.p50_ms))
+                    cells.append(bench_report.fmt_ms(r.p50_ms))
                 else:
-                    cells.append(f"{bench.fmt_ms(r.p50_ms)} ({r.speedup_vs_torch:.2f}x)")
+                    cells.append(f"{bench_report.fmt_ms(r.p50_ms)} ({r.speedup_vs_torch:.2f}x)")
             print("| " + " | ".join([name, str(batch), *cells]) + " |")
     print()
     print(f"Achieved GFLOP/s at batch {BATCHES[-1]} (p50), beside the peak estimate above:")

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nnkit.compare import DEFAULT_TOLERANCES, fmt
-from nnkit.hardware import cpu_info
+from nnkit.machine import cpu_info
 from nnkit.parity import ParityReport, run_parity
 from nnkit.render import table
 from tests._faults import TINY_INPUT, TINY_MODEL, scale_outputs

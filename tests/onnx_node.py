@@ -304,7 +304,7 @@ def read_saved(path: Path, model: Path) -> dict[str, Any]:
     raw = load_feeds([(None, path)])
     if not (Path(nnkit.__file__).parent / "values.py").is_file():
         return dict(raw)  # an nnkit before value kinds (the baseline): the arrays as they are
-    from nnkit.check import read_io
+    from nnkit.onnxfile import read_io
     from nnkit.values import bind_values
 
     return bind_values(read_io(model)[1], raw, what="output")

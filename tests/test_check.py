@@ -11,7 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from nnkit.check import check_file, read_io
+from nnkit.check import check_file
+from nnkit.onnxfile import read_io
 from tests._hostile import external_tensor_model, peak_rss
 from tests.conftest import assert_one_line_error, run_cli
 

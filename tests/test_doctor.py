@@ -19,7 +19,16 @@ def report() -> dict:
 
 
 def test_json_keys(report):
-    assert list(report) == ["nnkit", "python", "platform", "packages", "backends", "cpu", "gpus"]
+    assert list(report) == [
+        "nnkit",
+        "python",
+        "platform",
+        "packages",
+        "backends",
+        "cpu",
+        "gpus",
+        "environment",
+    ]
     assert set(report["python"]) == {"version", "implementation", "executable"}
     assert {"onnx", "onnxruntime", "openvino", "tract", "torch"} <= set(report["packages"])
     assert report["packages"]["onnxruntime"]["distribution"] in ("onnxruntime-gpu", "onnxruntime")
@@ -31,6 +40,24 @@ def test_json_keys(report):
         "vector_extensions",
     }
     assert report["cpu"]["usable_cores"] >= 1
+
+
+def test_the_environment_record_is_the_one_every_report_carries(report):
+    env = report["environment"]
+    assert list(env) == ["versions", "backends", "machine"]
+    assert env["versions"]["nnkit"] == report["nnkit"]
+    assert env["versions"]["torch"] == report["packages"]["torch"]["version"]  # not imported
+    assert list(env["backends"]) == [n for n in BACKENDS if n != "torch"]
+    assert (
+        env["backends"]["cpu"]
+        == next(r for r in report["backends"] if r["name"] == "cpu")["version"]
+    )
+    assert env["machine"] == {
+        "platform": report["platform"],
+        "architecture": report["cpu"]["architecture"],
+        "cpu": report["cpu"]["model"],
+        "cores": report["cpu"]["usable_cores"],
+    }
 
 
 def test_every_backend_probed_cpu_ok(report):

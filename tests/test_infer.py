@@ -7,22 +7,13 @@ import pytest
 
 from nnkit.backends.base import TensorInfo
 from nnkit.errors import SpecError
-from nnkit.infer import OutputStats, random_feeds, resolve_shapes, run_file
+from nnkit.infer import OutputStats, random_feeds, run_file
 
 DECLARED = (
     TensorInfo("x", ("batch", "seq", 10), "float32"),
     TensorInfo("mask", ("batch", None), "bool"),
     TensorInfo("ids", ("batch",), "int64"),
 )
-
-
-def test_symbolic_and_unknown_dims_default_to_1_and_symbols_follow_overrides():
-    assert resolve_shapes(DECLARED) == {"x": (1, 1, 10), "mask": (1, 1), "ids": (1,)}
-    assert resolve_shapes(DECLARED, {"x": (4, 6, 10)}) == {
-        "x": (4, 6, 10),
-        "mask": (4, 1),
-        "ids": (4,),
-    }
 
 
 def test_random_feeds_are_seeded_and_typed():
@@ -35,19 +26,6 @@ def test_random_feeds_are_seeded_and_typed():
     }
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert not np.array_equal(a["x"], random_feeds(DECLARED, seed=6)["x"])
-
-
-@pytest.mark.parametrize(
-    ("shapes", "match"),
-    [
-        ({"z": (1,)}, "'z', which is not an input"),
-        ({"x": (1, 1, 9)}, "dim 2 is fixed at 10"),
-        ({"x": (1, 1)}, "rank 2 != 3"),
-    ],
-)
-def test_overrides_that_do_not_fit(shapes, match):
-    with pytest.raises(SpecError, match=match):
-        resolve_shapes(DECLARED, shapes)
 
 
 def test_output_stats_count_nan_and_inf_and_skip_them():

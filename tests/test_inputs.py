@@ -15,13 +15,12 @@ from nnkit.backends.base import TensorInfo
 from nnkit.errors import InputError
 from nnkit.inputs import (
     LIMIT_ENV,
-    declared_arrays,
     generate,
     input_bytes_limit,
     load_feeds,
     usable_memory,
 )
-from nnkit.spec import parse_spec
+from nnkit.spec import parse_spec, tensor_infos
 from tests._hostile import npy_header_only, npz_bomb, peak_rss, stamped_model
 from tests.conftest import assert_one_line_error, run_cli
 
@@ -61,7 +60,7 @@ def test_generated_inputs_are_sized_before_they_are_allocated():
     assert "'x' [2000000, 2000000] float32" in info.value.message
     assert "NNKIT_MAX_INPUT_BYTES" in info.value.message
     with pytest.raises(InputError, match="over nnkit's limit"):
-        declared_arrays([TensorInfo("x", HUGE, "float32")], {"x": HUGE}, seed=0)
+        generate([TensorInfo("x", ("n", 3), "float32")], shapes={"x": HUGE}, seed=0)
 
 
 def test_the_limit_counts_every_input_together(monkeypatch):
@@ -155,3 +154,39 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != LIMIT_ENV}
+
+
+# -- one generator for specs and declared inputs ------------------------------------------
+
+
+def test_a_spec_and_its_declared_input_generate_the_same_arrays():
+    specs = [
+        parse_spec(s)
+        for s in ("x:batch=2x3:float32", "ids:batch=2x4:int64", "m:batch=2:bool", "h:2:bfloat16")
+    ]
+    from_specs = generate(specs, sizes={"batch": 5}, seed=3)
+    from_file = generate(tensor_infos(specs), sizes={"batch": 5}, seed=3)
+    assert list(from_specs) == list(from_file) == ["x", "ids", "m", "h"]
+    for name, arr in from_specs.items():
+        assert arr.dtype == from_file[name].dtype and arr.shape == from_file[name].shape
+        assert np.array_equal(arr, from_file[name]), name
+    assert from_specs["x"].shape == (5, 3)
+
+
+def test_generated_values_are_pinned_to_the_seed():
+    # The draws every run, report and CI job relies on: changing them is a visible change.
+    x = generate([parse_spec("x:2x3:float32")], seed=0)["x"]
+    assert np.array_equal(x, np.random.default_rng(0).standard_normal((2, 3), dtype=np.float32))
+    ids = generate([TensorInfo("ids", ("n",), "int64")], sizes={"n": 4}, seed=1)["ids"]
+    assert np.array_equal(ids, np.random.default_rng(1).integers(0, 9, size=4, endpoint=True))
+
+
+def test_a_spec_dim_takes_its_example_and_a_file_dim_takes_1_without_sizes():
+    (spec,) = [parse_spec("x:batch=2x3")]
+    assert generate([spec])["x"].shape == (2, 3)
+    assert generate(tensor_infos([spec]))["x"].shape == (1, 3)
+
+
+def test_a_sequence_input_is_refused_with_how_to_give_it():
+    with pytest.raises(InputError, match=r"seq\(float32\).*s\.0, s\.1"):
+        generate([TensorInfo("s", (2,), "float32", kind="sequence")])

@@ -1,4 +1,5 @@
-"""The machine description and its peak GFLOP/s estimate (nnkit.machine)."""
+"""Machine facts (nnkit.machine): CPU facts from /proc/cpuinfo, the GPU note of error
+messages, the machine a benchmark reports and its peak GFLOP/s estimate."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from nnkit.machine import clock_ghz, flops_per_cycle, machine_info, physical_cores
+from nnkit.machine import (
+    clock_ghz,
+    cpu_info,
+    flops_per_cycle,
+    gpu_note,
+    load_average,
+    machine_info,
+    nvidia_gpus,
+    physical_cores,
+)
 
 _PROCESSOR = """processor\t: {n}
 vendor_id\t: AuthenticAMD
@@ -65,3 +75,64 @@ def test_this_machine_is_described() -> None:
     m = machine_info()
     assert m.cpu and m.python
     assert m.to_dict()["cpu"] == m.cpu
+
+
+# -- the CPU as the OS reports it ------------------------------------------------------
+
+X86 = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_bf16
+"""
+ARM = """processor\t: 0
+Features\t: fp asimd asimddp sve
+CPU implementer\t: 0x41
+"""
+
+
+def test_x86_model_and_vector_extensions(tmp_path):
+    (tmp_path / "cpuinfo").write_text(X86)
+    info = cpu_info(tmp_path / "cpuinfo")
+    assert info.model == "Intel(R) Xeon(R) Platinum 8480+"
+    assert info.vector_extensions == [
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "amx",
+        "amx_bf16",
+    ]
+    assert info.usable_cores and info.logical_cores and info.usable_cores <= info.logical_cores
+
+
+def test_arm_neon(tmp_path):
+    (tmp_path / "cpuinfo").write_text(ARM)
+    assert cpu_info(tmp_path / "cpuinfo").vector_extensions == ["neon", "neon_dotprod", "sve"]
+
+
+def test_this_machine_and_gpu_note():
+    assert cpu_info().model
+    note = gpu_note()
+    assert note.startswith("NVIDIA GPU present") if nvidia_gpus() else "no NVIDIA GPU" in note
+
+
+def test_the_benchmark_and_the_doctor_read_one_parse_of_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(ZEN4)
+    cpu, m = cpu_info(cpuinfo), machine_info(cpuinfo, sysfs=tmp_path)
+    assert (m.cpu, m.vector_extensions) == (cpu.model, cpu.vector_extensions)
+    assert m.vector_extensions == ["sse4_2", "avx", "avx2", "fma", "avx512f"]
+
+
+def test_a_cpu_without_a_name_or_flags_is_still_described(tmp_path: Path) -> None:
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t:\n")
+    info = cpu_info(tmp_path / "cpuinfo")
+    assert info.model and info.vector_extensions == []
+    assert cpu_info(tmp_path / "missing").model  # no /proc: platform's name or "unknown"
+
+
+def test_load_average_is_a_number_or_none() -> None:
+    load = load_average()
+    assert load is None or load >= 0

@@ -424,7 +424,7 @@ def test_a_user_model_with_a_colon_input_name_exports_and_checks(tmp_path):
     assert result.exit_code == 0, result.stderr
     model = onnx.load(str(out))
     assert [i.name for i in model.graph.input] == ["input:0"]
-    from nnkit.check import stamped_specs
+    from nnkit.onnxfile import stamped_specs
 
     assert [str(s) for s in stamped_specs(model)] == ['"input:0":batch=2x3:float32']
     result = run_cli("parity", f"{net}:make", "--onnx", str(out), "--backends", "cpu")

@@ -15,11 +15,14 @@ from nnkit.spec import (
     TensorSpec,
     ValueRange,
     ValueSet,
+    concrete_shape,
+    example_sizes,
     parse_shape_override,
     parse_sizes,
     parse_spec,
     split_name,
     split_specs,
+    tensor_infos,
 )
 
 
@@ -29,6 +32,17 @@ def test_parses_dynamic_and_fixed_dims_with_dtype():
     assert spec.example_shape == (2, 3, 32, 32)
     assert spec.dynamic_axes == {0: "batch"}
     assert spec.shape_with({"batch": 5}) == (5, 3, 32, 32)
+
+
+def test_one_rule_sizes_a_specs_dims_and_a_files_dims():
+    specs = [parse_spec("x:batch=2xseq=7x3"), parse_spec("m:batch=2:bool")]
+    assert example_sizes(specs) == {"batch": 2, "seq": 7}
+    (x_info, m_info) = tensor_infos(specs)
+    assert x_info.dims == ("batch", "seq", 3) and m_info.dtype == "bool"
+    # A spec's dim falls back to its example; a file's symbolic or unknown dim to 1.
+    assert concrete_shape(specs[0].dims, {"seq": 4}) == (2, 4, 3)
+    assert concrete_shape(x_info.dims, {"seq": 4}) == (1, 4, 3)
+    assert concrete_shape(("n", None, "", 5), {"n": 6}, default=2) == (6, 2, 2, 5)
 
 
 def test_dtype_defaults_to_float32_and_scalar_is_rank_0():

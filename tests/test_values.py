@@ -285,7 +285,7 @@ def test_save_is_read_back_by_input_with_the_same_values_and_dtypes(tmp_path):
         )
         assert result.exit_code == 0, result.stderr
     assert first.read_bytes() == second.read_bytes()
-    from nnkit.check import read_io
+    from nnkit.onnxfile import read_io
 
     back = bind_values(read_io(model)[1], load_values(second), what="output")
     assert set(back) == set(values)

@@ -135,7 +135,7 @@ def test_a_sequence_of_unequal_tensors_is_saved_and_read_back(tmp_path, backend)
     assert len({tuple(a.shape) for a in case.expected["seq"]}) > 1  # unequal, not stackable
     with np.load(out) as plain:
         assert sorted(plain.files) == ["seq.0", "seq.1", "seq.len"]
-    from nnkit.check import read_io
+    from nnkit.onnxfile import read_io
     from nnkit.values import bind_values
 
     back = bind_values(read_io(case.model)[1], load_values(out), what="output")

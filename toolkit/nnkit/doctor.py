@@ -1,6 +1,6 @@
 """``nnkit doctor``: what this machine can run, probed for real.
 
-Versions come from package metadata; every ONNX backend is probed by loading and running
+Versions come from package metadata (:mod:`nnkit.environment`); every ONNX backend is probed by loading and running
 a tiny model (never by asking a runtime what it claims). torch is checked in a child
 process, so the doctor itself never imports it. The report is data: a backend that
 cannot run is a row with its reason, not a failure.
@@ -8,40 +8,16 @@ cannot run is a row with its reason, not a failure.
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import platform
 import subprocess
 import sys
 from typing import Any
 
 from nnkit import __version__
+from nnkit.environment import package_versions
 
-#: Runtime packages whose versions are reported: shown name -> distributions, first found wins.
-PACKAGES: dict[str, tuple[str, ...]] = {
-    "numpy": ("numpy",),
-    "onnx": ("onnx",),
-    "onnxscript": ("onnxscript",),
-    "onnxruntime": ("onnxruntime-gpu", "onnxruntime", "onnxruntime-openvino"),
-    "openvino": ("openvino",),
-    "tract": ("tract",),
-    "torch": ("torch",),
-}
 #: Seconds the torch child process may take to import torch.
 TORCH_PROBE_TIMEOUT = 120
-
-
-def package_versions() -> dict[str, dict[str, str | None]]:
-    """Shown name -> ``{"distribution": ..., "version": ...}`` (both None when absent)."""
-    out: dict[str, dict[str, str | None]] = {}
-    for shown, dists in PACKAGES.items():
-        out[shown] = {"distribution": None, "version": None}
-        for dist in dists:
-            try:
-                out[shown] = {"distribution": dist, "version": md.version(dist)}
-                break
-            except md.PackageNotFoundError:
-                continue
-    return out
 
 
 def probe_torch() -> dict[str, Any]:
@@ -97,10 +73,17 @@ def backend_rows(*, include_torch: bool = True) -> list[dict[str, Any]]:
 
 
 def collect(*, include_torch: bool = True) -> dict[str, Any]:
-    """The whole report, as the ``nnkit doctor --json`` object."""
+    """The whole report, as the ``nnkit doctor --json`` object.
+
+    Its ``environment`` is the record every report carries
+    (:func:`nnkit.environment.environment`), over the ONNX backends: the doctor never
+    imports torch (its version there is the installed one).
+    """
     from dataclasses import asdict
 
-    from nnkit.hardware import cpu_info, nvidia_gpus
+    from nnkit.backends import BACKENDS
+    from nnkit.environment import environment
+    from nnkit.machine import cpu_info, nvidia_gpus
 
     return {
         "nnkit": __version__,
@@ -114,6 +97,7 @@ def collect(*, include_torch: bool = True) -> dict[str, Any]:
         "backends": backend_rows(include_torch=include_torch),
         "cpu": asdict(cpu_info()),
         "gpus": nvidia_gpus(),
+        "environment": environment([n for n in BACKENDS if n != "torch"]),
     }
 
 

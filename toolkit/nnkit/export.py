@@ -21,7 +21,7 @@ from nnkit.errors import ExportError, ModelSourceError, NnkitError, root_cause
 from nnkit.fsutil import atomic_output, check_writable, temporary_folder
 from nnkit.quiet import captured
 from nnkit.resolve import ResolvedModel, example_args
-from nnkit.spec import Dim, TensorSpec
+from nnkit.spec import TensorSpec
 
 EXPORTERS = ("dynamo", "torchscript")
 DEFAULT_EXPORTER = "dynamo"
@@ -102,6 +102,8 @@ def export_model(
     import torch
 
     from nnkit.check import check_file
+    from nnkit.onnxfile import strip_stack_traces
+    from nnkit.output_dims import declare_dynamic_outputs, name_exporter_dims, probe_output_dims
 
     if exporter not in EXPORTERS:
         raise ExportError(
@@ -122,8 +124,8 @@ def export_model(
                     _explain(model, exporter, e, opset), detail=_traceback(e)
                 ) from None
         proto = onnx.load(str(tmp))
-        fixed = _declare_dynamic_outputs(proto, probed)
-        renamed = _name_exporter_dims(proto, probed)
+        fixed = declare_dynamic_outputs(proto, probed)
+        renamed = name_exporter_dims(proto, probed)
         if not keep_stack_traces:
             strip_stack_traces(proto)
         _stamp(proto, model, exporter, torch.__version__, Path(located_at or target))
@@ -210,158 +212,7 @@ def _input_axes(model: ResolvedModel) -> dict[str, dict[int, str]]:
     return {s.name: s.dynamic_axes for s in model.inputs if s.dynamic_axes}
 
 
-@dataclass(frozen=True)
-class ProbedDims:
-    """What eager runs of the model show about its output dims.
-
-    ``moving``: output name -> axis -> the dynamic input label whose size that axis
-    takes. ``derived``: axes that change with a label without taking its size (``2 *
-    batch``), named after their output (``y_dim0``). ``sizes``: output name -> its shape
-    at the example sizes, None at an axis that changed between runs on inputs of the
-    same shape (a data-dependent size, such as the count of a ``nonzero``).
-    """
-
-    moving: dict[str, dict[int, str]]
-    derived: dict[str, dict[int, str]]
-    sizes: dict[str, tuple[int | None, ...]]
-
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """Every output axis that changes with an input dim, and its name."""
-        names = set(self.moving) | set(self.derived)
-        return {n: {**self.derived.get(n, {}), **self.moving.get(n, {})} for n in names}
-
-
-def probe_output_dims(model: ResolvedModel) -> ProbedDims:
-    """Which output axes follow which dynamic input dim, found by running the model.
-
-    Exporters declare output dims they cannot name after their own nodes
-    (``Concath_n_dim_1``, ``Reshapeoutput_dim_2``) or fixed at the example's size (the
-    dynamo LSTM's sequence axis). Running eagerly once more per label, with that dim
-    one larger, shows which output axes take the label's size; one more run on other
-    values at the example sizes shows which dims depend on the values, not the shapes.
-    """
-    import torch
-
-    from nnkit.backends.torch import to_torch
-    from nnkit.inputs import generate
-    from nnkit.resolve import flatten_outputs
-
-    def shapes(sizes: dict[str, int], seed: int = 0) -> list[tuple[int, ...]] | None:
-        arrays = generate(model.inputs, sizes=sizes, seed=seed)
-        try:
-            with torch.inference_mode():
-                result = model.module(*(to_torch(arrays[s.name]) for s in model.inputs))
-        except Exception:
-            return None
-        return [tuple(t.shape) for t in flatten_outputs(result)]
-
-    labels = {d.label: d.example for s in model.inputs for d in s.dims if isinstance(d, Dim)}
-    base = shapes({})
-    axes: dict[str, dict[int, str]] = {}
-    derived: dict[str, dict[int, str]] = {}
-    for label, example in labels.items():
-        moved = shapes({label: example + 1})
-        if base is None or moved is None or len(moved) != len(base):
-            continue
-        for name, before, after in zip(model.outputs, base, moved, strict=True):
-            for axis, (b, a) in enumerate(zip(before, after, strict=False)):
-                if (b, a) == (example, example + 1):
-                    axes.setdefault(name, {})[axis] = label
-                elif a != b:
-                    derived.setdefault(name, {})[axis] = f"{name}_dim{axis}"
-    for name, found in axes.items():
-        for axis in found:
-            derived.get(name, {}).pop(axis, None)
-    other = shapes({}, seed=1)
-    sizes: dict[str, tuple[int | None, ...]] = {}
-    if base is not None and other is not None and len(other) == len(base):
-        for name, a, b in zip(model.outputs, base, other, strict=True):
-            sizes[name] = tuple(x if x == y else None for x, y in zip(a, b, strict=False))
-    return ProbedDims(axes, derived, sizes)
-
-
 _EXPORT = {"dynamo": _export_dynamo, "torchscript": _export_torchscript}
-
-
-def _declare_dynamic_outputs(proto, probed: ProbedDims) -> list[str]:
-    """Declare output dims that follow a dynamic input dim as symbolic.
-
-    An axis that takes a label's size is declared under that label; one that changes
-    with it otherwise (``2 * batch``) keeps the exporter's symbolic name, or is named
-    after its output where the exporter declared it fixed. The dynamo exporter declares
-    an LSTM's sequence axis as the example's length (pytorch#191855) while computing
-    correct values at other lengths, and the tracer names dynamic axes after internal
-    nodes. Returns the fixed dims that were wrong.
-    """
-    wrong = []
-    for out in proto.graph.output:
-        dims = out.type.tensor_type.shape.dim
-        for axes, exact in ((probed.moving, True), (probed.derived, False)):
-            for axis, name in axes.get(out.name, {}).items():
-                if axis >= len(dims):
-                    continue
-                d = dims[axis]
-                if d.HasField("dim_value"):
-                    wrong.append(f"{out.name}[{axis}]: {d.dim_value} -> {name}")
-                    d.dim_param = name  # clears dim_value: the two are a oneof
-                elif exact and d.dim_param != name:
-                    d.dim_param = name
-    return wrong
-
-
-def _name_exporter_dims(proto, probed: ProbedDims) -> list[str]:
-    """Symbolic output dims named after the exporter's own nodes, made meaningful.
-
-    A dim no input label moves and that keeps one size over runs on other values is
-    declared fixed at that size; one whose size depends on the values is named after its
-    output (``boxes_dim0``). Labels of the model's inputs are left as they are.
-    """
-    labels = {label for axes in probed.moving.values() for label in axes.values()}
-    changed = []
-    for out in proto.graph.output:
-        dims = out.type.tensor_type.shape.dim
-        sizes = probed.sizes.get(out.name)
-        for axis, d in enumerate(dims):
-            if not d.HasField("dim_param") or d.dim_param in labels:
-                continue
-            if axis in probed.dynamic_axes().get(out.name, {}):
-                continue
-            old = d.dim_param
-            size = sizes[axis] if sizes is not None and axis < len(sizes) else None
-            if sizes is not None and size is not None:
-                d.dim_value = size  # clears dim_param: the two are a oneof
-                changed.append(f"{out.name}[{axis}]: {old} -> {size}")
-            elif sizes is not None and not old.startswith(f"{out.name}_dim"):
-                d.dim_param = f"{out.name}_dim{axis}"
-                changed.append(f"{out.name}[{axis}]: {old} -> {d.dim_param}")
-    return changed
-
-
-#: Node metadata the dynamo exporter writes that holds absolute local paths.
-STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
-
-
-def strip_stack_traces(proto) -> int:
-    """Drop the dynamo exporter's per-node Python stack traces; the count dropped.
-
-    They name files by absolute local paths (a machine's layout, in a file that is
-    shipped) and are most of the file's metadata (1.1 MB on swin_t). The module scopes
-    (``pkg.torch.onnx.name_scopes``) stay: they map nodes to modules.
-    """
-    from nnkit.check import _graphs
-
-    dropped = 0
-    for graph in _graphs(proto.graph):
-        for node in graph.node:
-            kept = [p for p in node.metadata_props if p.key != STACK_TRACE_KEY]
-            if len(kept) != len(node.metadata_props):
-                dropped += len(node.metadata_props) - len(kept)
-                pairs = [(p.key, p.value) for p in kept]
-                del node.metadata_props[:]
-                for key, value in pairs:
-                    entry = node.metadata_props.add()
-                    entry.key, entry.value = key, value
-    return dropped
 
 
 def exporter_warnings(caught: list) -> tuple[str, ...]:
@@ -384,6 +235,8 @@ def _stamp(
     proto, model: ResolvedModel, exporter: str, torch_version: str, located_at: Path
 ) -> None:
     """Write provenance into the file's metadata, replacing nnkit's keys from before."""
+    from nnkit.onnxfile import set_metadata
+
     meta = {
         "nnkit.version": __version__,
         "nnkit.torch_version": torch_version,
@@ -396,11 +249,7 @@ def _stamp(
     if source is not None:
         # Relative to the ONNX file: the check works from any folder, on any machine.
         meta["nnkit.model_file"] = os.path.relpath(source, located_at.resolve().parent)
-    kept = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith(META_PREFIX)]
-    del proto.metadata_props[:]
-    for key, value in [*kept, *meta.items()]:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(proto, meta, replace_prefix=META_PREFIX)
 
 
 def model_source_file(ref: str) -> Path | None:

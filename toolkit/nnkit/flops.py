@@ -75,7 +75,7 @@ def count_flops(
     """
     import onnx
 
-    from nnkit.check import load_model_file
+    from nnkit.onnxfile import load_model_file
 
     proto = load_model_file(model) if isinstance(model, (str, Path)) else model
     fixed = onnx.ModelProto()

@@ -15,71 +15,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnkit.errors import SpecError
-from nnkit.inputs import DEFAULT_SEED, declared_arrays
+from nnkit.inputs import DEFAULT_SEED, generate
+from nnkit.shapes import resolve_shapes
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend, TensorInfo
-    from nnkit.bench import LatencyStats
-
-#: Size given to a symbolic or unknown dimension that ``--shape`` does not fix.
-DEFAULT_DIM = 1
-
-
-def resolve_shapes(
-    declared: Sequence[TensorInfo], overrides: Mapping[str, tuple[int, ...]] | None = None
-) -> dict[str, tuple[int, ...]]:
-    """A concrete shape for every declared input.
-
-    An input in ``overrides`` takes that shape, checked against its rank and fixed dims;
-    elsewhere a symbolic dim takes the size another input's override gave the same
-    symbol, else :data:`DEFAULT_DIM`, as does a dim the file leaves unknown.
-
-    Raises:
-        SpecError: an override names no input, or its rank or a fixed dim does not fit.
-    """
-    overrides = dict(overrides or {})
-    names = [t.name for t in declared]
-    for name in overrides:
-        if name not in names:
-            raise SpecError(
-                f"--shape names {name!r}, which is not an input: the model takes "
-                f"{', '.join(map(repr, names))}"
-            )
-    symbols: dict[str, int] = {}
-    for info in declared:
-        shape = overrides.get(info.name)
-        if info.is_sequence or info.unsupported:
-            continue  # never generated: declared_arrays says what to give instead
-        if shape is None:
-            if not info.ranked:
-                raise SpecError(
-                    f"input {info.name!r} has no declared shape: give one with "
-                    f"--shape {info.name}:DIMS, or the input with --input"
-                )
-            continue
-        if not info.ranked:
-            continue
-        if len(shape) != len(info.dims):
-            raise SpecError(
-                f"--shape {info.name}: rank {len(shape)} != {len(info.dims)}: "
-                f"expected {info.shape_text()}, given {list(shape)}"
-            )
-        for axis, (want, got) in enumerate(zip(info.dims, shape, strict=True)):
-            if isinstance(want, int) and want != got:
-                raise SpecError(
-                    f"--shape {info.name}: dim {axis} is fixed at {want} in the model, given "
-                    f"{got}: expected {info.shape_text()}, given {list(shape)}"
-                )
-            if isinstance(want, str):
-                symbols.setdefault(want, got)
-    return {
-        info.name: overrides.get(info.name)
-        or tuple(
-            d if isinstance(d, int) else symbols.get(d, DEFAULT_DIM) if d else DEFAULT_DIM
-            for d in info.dims
-        )
-        for info in declared
-    }
+    from nnkit.timing import LatencyStats
 
 
 def random_feeds(
@@ -88,13 +29,14 @@ def random_feeds(
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     seed: int = DEFAULT_SEED,
 ) -> dict[str, np.ndarray]:
-    """Seeded arrays for a model's declared inputs (shapes as :func:`resolve_shapes`).
+    """Seeded arrays for a model's declared inputs (shapes as
+    :func:`nnkit.shapes.resolve_shapes`).
 
     Raises:
         SpecError: a shape override that does not fit.
         InputError: an input whose dtype nnkit cannot generate.
     """
-    return declared_arrays(declared, resolve_shapes(declared, shapes), seed=seed)
+    return generate(declared, shapes=resolve_shapes(declared, shapes), seed=seed)
 
 
 #: Strings of a string output shown (``nnkit infer``) or kept in ``--json``, at most.
@@ -179,7 +121,7 @@ def _numbers(arrays: list[np.ndarray]) -> tuple[float | None, float | None, floa
 
 @dataclass(frozen=True)
 class Timing:
-    """Latency of repeated runs, measured with the bench protocol (:func:`nnkit.bench.measure`)."""
+    """Latency of repeated runs, measured with the bench protocol (:func:`nnkit.timing.measure`)."""
 
     first_run_ms: float
     warmup: int
@@ -201,8 +143,8 @@ def time_runs(
     The bench harness's protocol, so ``infer --iterations`` and ``bench`` agree: inputs
     prepared once, exactly :meth:`~nnkit.backends.base.Backend.run_prepared` timed.
     """
-    from nnkit.bench import measure
     from nnkit.errors import NnkitError
+    from nnkit.timing import measure
 
     try:
         m = measure(backend, feeds, warmup=warmup, iterations=iterations)
@@ -277,7 +219,8 @@ def run_file(
         feeds: input name -> value (an array; a list of arrays for a sequence; None for
             an empty optional), or file keys in the layout of :mod:`nnkit.values`; None
             for seeded random inputs.
-        shapes: input name -> shape for generated inputs (see :func:`resolve_shapes`).
+        shapes: input name -> shape for generated inputs (see
+            :func:`nnkit.shapes.resolve_shapes`).
         seed: the seed of generated inputs.
         threads: the backend's thread count (None: the runtime's default).
         warmup: untimed runs before timing.
@@ -292,7 +235,7 @@ def run_file(
     """
     from nnkit.backends import backend_class, check_name
     from nnkit.backends.base import check_feeds
-    from nnkit.check import read_io
+    from nnkit.onnxfile import read_io
     from nnkit.values import bind_values
 
     check_name(provider)

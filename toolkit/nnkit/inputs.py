@@ -1,6 +1,7 @@
-"""Input arrays: seeded generation from specs, and loading user feeds from .npy/.npz.
+"""Input arrays: seeded generation (from specs or a file's declared inputs), and loading
+user feeds from .npy/.npz.
 
-Generated inputs are a pure function of (specs, sizes, seed): every backend of a run,
+Generated inputs are a pure function of (inputs, sizes, seed): every backend of a run,
 and every run of a CI job, sees the same numbers. Feeds from files are loaded with
 ``allow_pickle=False``: an object array or a pickle is refused, never unpickled.
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from nnkit.errors import InputError
 from nnkit.render import human_bytes
-from nnkit.spec import TensorSpec, ValueRange, Values, ValueSet
+from nnkit.spec import TensorSpec, ValueRange, Values, ValueSet, concrete_shape
 
 if TYPE_CHECKING:
     from nnkit.backends.base import TensorInfo
@@ -200,83 +201,81 @@ def _dtype_name(dt: np.dtype) -> str:
 
 
 def generate(
-    specs: Iterable[TensorSpec],
+    tensors: Iterable[TensorSpec | TensorInfo],
     *,
     sizes: Mapping[str, int] | None = None,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
     seed: int = DEFAULT_SEED,
 ) -> dict[str, np.ndarray]:
-    """Seeded arrays for ``specs``.
+    """Seeded arrays for a model's input specs or a model file's declared inputs.
+
+    One generator for both: a spec (:class:`~nnkit.spec.TensorSpec`, a PyTorch model's
+    input) and a declared input (:class:`~nnkit.backends.base.TensorInfo`, read from an
+    ONNX file) are drawn alike, in order, from one generator seeded with ``seed``.
+    Floats are standard normal and integers uniform in 0..9 unless a spec names its
+    values; strings, int4/int2 and the low-precision floats are drawn as
+    :func:`nnkit.values.random_value` says.
 
     Args:
-        specs: the tensors to make.
-        sizes: dynamic dim label -> size; a label not given takes its example size.
+        tensors: the inputs to make.
+        sizes: dynamic dim label -> size; a spec's label not given takes its example
+            size, a file's symbolic dim 1 (see :func:`nnkit.spec.concrete_shape`).
         shapes: input name -> concrete shape, overriding ``sizes`` for that input.
         seed: the seed; the same seed gives the same arrays.
 
     Returns:
-        Input name -> array, in the order of ``specs``.
-    """
-    rng = np.random.default_rng(seed)
-    sizes = sizes or {}
-    shapes = shapes or {}
-    specs = list(specs)
-    concrete = {s.name: shapes.get(s.name) or s.shape_with(dict(sizes)) for s in specs}
-    check_input_bytes(
-        ((s.name, concrete[s.name], numpy_dtype(s.dtype)) for s in specs), what="the inputs"
-    )
-    return {
-        s.name: random_array(concrete[s.name], s.dtype, rng, value_range=s.value_range)
-        for s in specs
-    }
-
-
-def declared_arrays(
-    declared: Iterable[TensorInfo], shapes: Mapping[str, tuple[int, ...]], *, seed: int
-) -> dict[str, np.ndarray]:
-    """Seeded arrays for a model file's declared inputs, at concrete ``shapes`` (by name).
+        Input name -> array, in the order of ``tensors``.
 
     Raises:
-        InputError: an input whose dtype nnkit cannot generate.
+        InputError: a declared input nnkit cannot generate (a sequence, a map, a dtype
+            it has no values for), or inputs too large for memory (checked before any is
+            allocated).
     """
     from nnkit.values import LEN_SUFFIX, random_value
 
-    declared = list(declared)
-    for info in declared:
-        if info.is_sequence or info.unsupported:
+    tensors = list(tensors)
+    sizes = sizes or {}
+    shapes = shapes or {}
+    for t in tensors:
+        if not isinstance(t, TensorSpec) and (t.is_sequence or t.unsupported):
             how = (
-                f", a sequence as the arrays {info.name}.0, {info.name}.1, ... "
-                f"({info.name}{LEN_SUFFIX} = 0 for an empty one)"
-                if info.is_sequence
+                f", a sequence as the arrays {t.name}.0, {t.name}.1, ... "
+                f"({t.name}{LEN_SUFFIX} = 0 for an empty one)"
+                if t.is_sequence
                 else ""
             )
             raise InputError(
-                f"input {info.name!r} is a {info.type_text()}, which nnkit does not generate: "
+                f"input {t.name!r} is a {t.type_text()}, which nnkit does not generate: "
                 f"give it in an .npz file (--input FILE.npz){how}"
             )
+    concrete = {t.name: shapes.get(t.name) or concrete_shape(t.dims, sizes) for t in tensors}
     check_input_bytes(
-        ((i.name, tuple(shapes[i.name]), _generated_dtype(i.dtype)) for i in declared),
+        ((t.name, tuple(concrete[t.name]), _generated_dtype(t.dtype)) for t in tensors),
         what="the generated inputs",
     )
     rng = np.random.default_rng(seed)
-    feeds: dict[str, np.ndarray] = {}
-    for info in declared:
+    arrays: dict[str, np.ndarray] = {}
+    for t in tensors:
+        shape = tuple(concrete[t.name])
+        values = t.value_range if isinstance(t, TensorSpec) else None
         try:
-            special = random_value(shapes[info.name], info.dtype, rng)
-            feeds[info.name] = (
-                special if special is not None else random_array(shapes[info.name], info.dtype, rng)
+            special = random_value(shape, t.dtype, rng) if values is None else None
+            arrays[t.name] = (
+                special
+                if special is not None
+                else random_array(shape, t.dtype, rng, value_range=values)
             )
         except TypeError:
             raise InputError(
-                f"input {info.name!r} has dtype {info.dtype}, which nnkit cannot generate: "
+                f"input {t.name!r} has dtype {t.dtype}, which nnkit cannot generate: "
                 "give it as an array file (--input NAME=FILE.npy)"
             ) from None
-    return feeds
+    return arrays
 
 
 def _generated_dtype(name: str) -> np.dtype:
     """The dtype an input of ONNX dtype ``name`` is generated as (1 byte for unknown ones:
-    :func:`declared_arrays` refuses those with their own message)."""
+    :func:`generate` refuses those with their own message)."""
     try:
         return numpy_dtype(name)
     except (TypeError, ImportError):

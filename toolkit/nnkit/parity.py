@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nnkit.compare import Rule
+from nnkit.environment import environment
 from nnkit.matrix.cases import (
     CASE_SEEDS,
     ParityRequestError,
@@ -24,7 +25,7 @@ from nnkit.matrix.cases import (
     tensor_infos,
 )
 from nnkit.matrix.cell import declared_shape_notes, judge_row
-from nnkit.matrix.execute import environment, execute
+from nnkit.matrix.execute import execute
 from nnkit.matrix.plan import (
     DEFAULT_TIMEOUT,
     FILE_EXPORTER,

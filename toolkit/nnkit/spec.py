@@ -31,9 +31,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nnkit.errors import SpecError
+
+if TYPE_CHECKING:
+    from nnkit.backends.base import TensorInfo
 
 #: dtypes a spec may name, in the spelling numpy uses.
 DTYPES = (
@@ -140,13 +145,62 @@ class TensorSpec:
         """Axis index -> label, for the dynamic dims only."""
         return {i: d.label for i, d in enumerate(self.dims) if isinstance(d, Dim)}
 
-    def shape_with(self, sizes: dict[str, int]) -> tuple[int, ...]:
+    def shape_with(self, sizes: Mapping[str, int]) -> tuple[int, ...]:
         """The shape with dynamic dims taken from ``sizes`` (by label), else their example."""
-        return tuple(sizes.get(d.label, d.example) if isinstance(d, Dim) else d for d in self.dims)
+        return concrete_shape(self.dims, sizes)
 
     def __str__(self) -> str:
         dims = "x".join(str(d) for d in self.dims) if self.dims else "scalar"
         return f"{quote_name(self.name)}:{dims}:{self.dtype}{self.value_range or ''}"
+
+
+#: The size of a symbolic or unknown dim that nothing else sizes (no example, no override).
+DEFAULT_DIM = 1
+
+
+def concrete_shape(
+    dims: Sequence[DimLike | str | None], sizes: Mapping[str, int], *, default: int = DEFAULT_DIM
+) -> tuple[int, ...]:
+    """A concrete shape: the one rule that sizes every dynamic dim nnkit generates.
+
+    A fixed size stays; a :class:`Dim` (a spec's) takes ``sizes[label]``, else its
+    example size; a symbolic dim of a model file (its label, a str) takes
+    ``sizes[label]``, else ``default``, as does a dim the file leaves unknown (None, or
+    an empty label).
+
+    Args:
+        dims: a spec's dims, or a declared input's (:attr:`TensorInfo.dims`).
+        sizes: dynamic dim label -> size.
+        default: the size of a symbolic dim ``sizes`` does not give, and of an unknown one.
+    """
+
+    def size(d: DimLike | str | None) -> int:
+        if isinstance(d, int):
+            return d
+        if isinstance(d, Dim):
+            return sizes.get(d.label, d.example)
+        return sizes.get(d, default) if d else default
+
+    return tuple(size(d) for d in dims)
+
+
+def example_sizes(specs: Iterable[TensorSpec]) -> dict[str, int]:
+    """Dynamic dim label -> its example size, over every spec (``{"batch": 2, "seq": 7}``).
+
+    Where specs disagree on a label's example, the last one names its size.
+    """
+    return {d.label: d.example for s in specs for d in s.dims if isinstance(d, Dim)}
+
+
+def tensor_infos(specs: Iterable[TensorSpec]) -> tuple[TensorInfo, ...]:
+    """The declared inputs specs describe, as a model file declares them: dynamic dims by
+    label (a :class:`~nnkit.backends.base.TensorInfo` per spec, in order)."""
+    from nnkit.backends.base import TensorInfo
+
+    return tuple(
+        TensorInfo(s.name, tuple(d.label if isinstance(d, Dim) else d for d in s.dims), s.dtype)
+        for s in specs
+    )
 
 
 def quote_name(name: str) -> str:

@@ -135,13 +135,13 @@ def command(
     untimed, then timed runs until --iterations or --seconds. Exit status 1 when a
     backend failed on the model (its rows say why), 2 when the request cannot run.
     """
-    from nnkit import bench
+    from nnkit import bench, bench_report
     from nnkit.fsutil import check_distinct, check_writable, write_text
 
     if json_out is not None and str(json_out) != "-":
         check_writable(json_out)
     if plot is not None:
-        bench.check_plot_path(plot)
+        bench_report.check_plot_path(plot)
     outputs = [("--json", json_out), ("--plot", plot)]
     check_distinct(
         [(what, p) for what, p in outputs if p is not None and str(p) != "-"], model_files(model)
@@ -178,9 +178,9 @@ def command(
         else:
             write_text(json_out, text)
     if json_out is None or str(json_out) != "-":
-        click.echo(bench.render(report))
+        click.echo(bench_report.render(report))
     if plot is not None:
-        bench.plot(report, plot)
+        bench_report.plot(report, plot)
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from nnkit.errors import InputError, NnkitError
-from nnkit.spec import Dim, TensorSpec
+from nnkit.spec import Dim, TensorSpec, example_sizes, tensor_infos
 
 #: Seeds of the shape cases' inputs; the export traces with seed 0 (``example_args``).
 CASE_SEEDS = (1, 2, 3)
@@ -77,11 +77,7 @@ def shape_cases(specs: Sequence[TensorSpec]) -> tuple[ShapeCase, ...]:
     Each case has its own seed. A model without dynamic dims gets its one shape twice,
     with two seeds.
     """
-    labels: dict[str, int] = {}
-    for spec in specs:
-        for d in spec.dims:
-            if isinstance(d, Dim):
-                labels.setdefault(d.label, d.example)
+    labels = example_sizes(specs)
     if not labels:
         return (ShapeCase("static", {}, CASE_SEEDS[0]), ShapeCase("static#2", {}, CASE_SEEDS[1]))
     sizes = (
@@ -98,10 +94,6 @@ def _sizes_name(sizes: Mapping[str, int]) -> str:
     return ",".join(f"{k}={v}" for k, v in sizes.items())
 
 
-def _labels(specs: Sequence[TensorSpec]) -> dict[str, int]:
-    return {d.label: d.example for s in specs for d in s.dims if isinstance(d, Dim)}
-
-
 def chosen_cases(
     specs: Sequence[TensorSpec], chosen: Sequence[Mapping[str, int]], *, model: str
 ) -> list[ShapeCase]:
@@ -111,7 +103,7 @@ def chosen_cases(
     Raises:
         ParityRequestError: a label the model's specs do not have.
     """
-    labels = _labels(specs)
+    labels = example_sizes(specs)
     cases = []
     for i, sizes in enumerate(chosen):
         unknown = [k for k in sizes if k not in labels]
@@ -218,17 +210,6 @@ def model_cases(
             raise ParityRequestError(f"model {model.name!r} has two cases named {case.name!r}")
         unique[case.name] = case
     return list(unique.values())
-
-
-def tensor_infos(specs: Sequence[TensorSpec]) -> tuple[Any, ...]:
-    """Declared inputs (:class:`~nnkit.backends.base.TensorInfo`) for specs: dynamic dims
-    by label."""
-    from nnkit.backends.base import TensorInfo
-
-    return tuple(
-        TensorInfo(s.name, tuple(d.label if isinstance(d, Dim) else d for d in s.dims), s.dtype)
-        for s in specs
-    )
 
 
 def case_to_dict(case: ShapeCase) -> dict[str, Any]:

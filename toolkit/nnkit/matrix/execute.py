@@ -19,11 +19,10 @@ import re
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from nnkit.compare import Tolerance
+from nnkit.environment import environment
 from nnkit.errors import (
     ModelSourceError,
     NnkitError,
@@ -277,46 +276,6 @@ def _make_artifact(
         return record
     record.path, record.seconds, record.notes = str(path), result.seconds, result.notes()
     return record
-
-
-def environment(backends: Sequence[str]) -> dict[str, Any]:
-    """Versions and machine, for reports: nnkit, Python, numpy, onnx, torch, each runtime."""
-    import platform
-    import sys
-
-    from nnkit import __version__
-    from nnkit.backends import probe
-    from nnkit.hardware import cpu_info
-
-    versions: dict[str, str | None] = {
-        "nnkit": __version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-    for module in ("onnx", "torch", "onnxscript"):
-        mod = sys.modules.get(module)
-        versions[module] = getattr(mod, "__version__", None) if mod else _dist_version(module)
-    backend_versions = {name: probe(name).version for name in backends}
-    cpu = cpu_info()
-    return {
-        "versions": versions,
-        "backends": backend_versions,
-        "machine": {
-            "platform": platform.platform(),
-            "architecture": cpu.architecture,
-            "cpu": cpu.model,
-            "cores": cpu.usable_cores,
-        },
-    }
-
-
-def _dist_version(name: str) -> str | None:
-    import importlib.metadata as md
-
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return None
 
 
 def _safe(name: str) -> str:

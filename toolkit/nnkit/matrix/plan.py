@@ -241,7 +241,10 @@ def plan(request: ParityRequest) -> Plan:
 
     for spec in request.models:
         spec.tolerance()  # a NaN, infinite or negative tolerance: refused before any work
+    from nnkit.onnxfile import load_model_file, metadata, stamped_specs
+
     onnx_meta: dict[str, str] = {}
+    stamped: tuple[TensorSpec, ...] = ()
     specs = list(request.models)
     if request.onnx is not None:
         if request.exporters is not None:
@@ -252,7 +255,9 @@ def plan(request: ParityRequest) -> Plan:
             raise ParityRequestError(
                 f"--onnx checks one file against one model; {len(specs)} models given"
             )
-        onnx_meta = _metadata(request.onnx)
+        proto = load_model_file(request.onnx, external_data=False)
+        onnx_meta = metadata(proto)
+        stamped = stamped_specs(proto)
         if not specs or not (specs[0].ref or specs[0].obj is not None):
             if "nnkit.model" not in onnx_meta:
                 raise ParityRequestError(
@@ -278,7 +283,7 @@ def plan(request: ParityRequest) -> Plan:
 
         base = specs[0] if specs else ModelSpec()
         specs = [_with(base, ref=name) for name in ZOO]
-    models = [_model_plan(spec, request, exporters, onnx_meta) for spec in specs]
+    models = [_model_plan(spec, request, exporters, stamped) for spec in specs]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ParityRequestError(f"a model is named twice: {', '.join(names)}")
@@ -297,7 +302,7 @@ def _with(spec: ModelSpec, **changes: Any) -> ModelSpec:
 
 
 def _model_plan(
-    spec: ModelSpec, request: ParityRequest, exporters: list[str], onnx_meta: Mapping[str, str]
+    spec: ModelSpec, request: ParityRequest, exporters: list[str], stamped: tuple[TensorSpec, ...]
 ) -> ModelPlan:
     """One model's name, input specs, cases and artifacts."""
     resolved = None
@@ -312,7 +317,7 @@ def _model_plan(
         name, inputs, examples = resolved.name, tuple(resolved.inputs), resolved.examples
     else:
         name, examples = spec.name or spec.ref, None
-        inputs = model_inputs(spec, onnx_meta)
+        inputs = model_inputs(spec, stamped)
     if request.onnx is not None:
         artifacts = [ArtifactPlan(FILE_ARTIFACT, "file", exporters[0], request.onnx)]
     else:
@@ -331,7 +336,7 @@ class _Shape:
     examples: dict[str, Any] | None
 
 
-def model_inputs(spec: ModelSpec, onnx_meta: Mapping[str, str]) -> tuple[TensorSpec, ...]:
+def model_inputs(spec: ModelSpec, stamped: tuple[TensorSpec, ...]) -> tuple[TensorSpec, ...]:
     """A referenced model's input specs, known without building it: given, the zoo's, or
     stamped in the ``--onnx`` file.
 
@@ -352,7 +357,7 @@ def model_inputs(spec: ModelSpec, onnx_meta: Mapping[str, str]) -> tuple[TensorS
         return tuple(spec.inputs) or entry.inputs
     if ":" not in spec.ref:
         models.get(spec.ref)  # raises the unknown-model error, listing the zoo
-    found = tuple(spec.inputs) or _stamped_specs(onnx_meta)
+    found = tuple(spec.inputs) or stamped
     if not found:
         raise SpecError(
             f"model {spec.ref!r} is not in the zoo: give its inputs with --input "
@@ -430,16 +435,3 @@ def model_from_metadata(meta: Mapping[str, str], onnx: Path, *, trust: bool) -> 
         f"{onnx} names its model as {named!r}, but its source is not at {looked}: "
         "name the model on the command line (nnkit parity MODEL --onnx FILE)"
     )
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    from nnkit.check import load_model_file, metadata
-
-    return metadata(load_model_file(path, external_data=False))
-
-
-def _stamped_specs(meta: Mapping[str, str]) -> tuple[TensorSpec, ...]:
-    """The input specs nnkit stamped into a file it exported (``nnkit.inputs``)."""
-    from nnkit.spec import parse_spec, split_specs
-
-    return tuple(parse_spec(s) for s in split_specs(meta.get("nnkit.inputs", "")))
