@@ -21,11 +21,14 @@ import time
 
 import numpy as np
 
-from nnkit import bench
 from nnkit.backends.onnxruntime import CPUBackend
+from nnkit.export import export_reference
+from nnkit.fsutil import temporary_folder
 from nnkit.inputs import generate
+from nnkit.models import ZOO
 from nnkit.onnxfile import read_io
 from nnkit.shapes import batch_shapes
+from nnkit.spec import example_sizes
 from nnkit.timing import measure, percentile
 
 #: (model, batch) pairs: a sub-10-microsecond model, a mid-size one, and a large batch.
@@ -54,11 +57,12 @@ def main() -> int:
     rows = []
     for name, batch in CASES:
         print(f"  {name} batch {batch} ...", file=sys.stderr, flush=True)
-        with bench.exported_model(name) as model:
-            declared, _ = read_io(model.path)
-            shapes = batch_shapes(declared, batch, model.sizes)
+        with temporary_folder("nnkit-overhead-") as folder:
+            path = export_reference(name, folder / f"{name}.onnx").path
+            declared, _ = read_io(path)
+            shapes = batch_shapes(declared, batch, example_sizes(ZOO[name].inputs))
             feeds = generate(declared, shapes=shapes, seed=0)
-            backend = CPUBackend(model.path)
+            backend = CPUBackend(path)
             backend.load()
             session = backend.session
             ours: list[int] = []

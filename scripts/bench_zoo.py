@@ -42,22 +42,14 @@ def main() -> int:
     results: dict[tuple[str, str, int], bench.BenchResult] = {}
     for name in args.models.split(","):
         print(f"  {name} ...", file=sys.stderr, flush=True)
-        with bench.exported_model(name, exporter=args.exporter, threads=args.threads) as model:
-            common = dict(
-                model=name,
-                exporter=args.exporter,
-                torch_backend=model.torch_backend,
-                sizes=model.sizes,
-                threads=args.threads,
-                **settings,
-            )
-            big = [n for n in columns if n not in BATCH1_ONLY]
-            small = [n for n in columns if n in BATCH1_ONLY]
-            reports = [bench.bench_file(model.path, backends=big, batches=BATCHES, **common)]
-            if small:
-                reports.append(bench.bench_file(model.path, backends=small, batches=[1], **common))
+        common = dict(exporter=args.exporter, threads=args.threads, **settings)
+        big = [n for n in columns if n not in BATCH1_ONLY]
+        small = [n for n in columns if n in BATCH1_ONLY]
+        reports = [bench.bench_model(name, backends=big, batches=BATCHES, **common)]
+        if small:
+            reports.append(bench.bench_model(name, backends=small, batches=[1], **common))
         rows = [r for report in reports for r in report.results]
-        bench._speedups(rows)
+        bench.speedups(rows)  # the reference's, at batch 1, against torch's from the first run
         results.update({(name, r.backend, r.batch): r for r in rows})
 
     machine = machine_info()

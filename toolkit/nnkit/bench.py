@@ -294,7 +294,7 @@ def bench_file(
             results += [
                 _result(base, b, measured[b], load_ms=load_ms, flops=flops[b]) for b in batches
             ]
-    _speedups(results)
+    speedups(results)
     machine = machine_info()
     load = {"before": load_before, "after": load_average()}
     return BenchReport(
@@ -445,7 +445,8 @@ def trust_warnings(
     return out
 
 
-def _speedups(results: list[BenchResult]) -> None:
+def speedups(results: list[BenchResult]) -> None:
+    """Set each result's speed-up over torch eager at the same batch (in place)."""
     torch_p50 = {r.batch: r.p50_ms for r in results if r.backend == "torch" and r.ok}
     for r in results:
         ref = torch_p50.get(r.batch)
