@@ -298,6 +298,18 @@ def test_a_degenerate_reference_gets_a_warning(ref: np.ndarray, kwargs: dict, ne
     assert any(needle in w for w in result.warnings), result.warnings
 
 
+def test_rows_a_mask_repeats_are_no_ties_but_ties_within_a_row_are() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.standard_normal((2, 16, 5)).astype(np.float32)
+    scores[:, 8:, :] = scores[0, 8, :]  # masked positions: one row, repeated
+    assert compare_arrays("scores", scores, scores.copy()).warnings == []
+    detector = np.full(300, 1 / 91, dtype=np.float32)  # equal scores: NMS order is noise
+    detector[:5] = [0.9, 0.8, 0.7, 0.6, 0.5]
+    assert any("full of ties" in w for w in compare_arrays("s", detector, detector).warnings)
+    within = np.tile(np.float32([0.5, 0.5, 0.1, 0.2]), (6, 1)) * np.arange(1, 7)[:, None]
+    assert any("full of ties" in w for w in compare_arrays("t", within, within).warnings)
+
+
 def test_fair_references_get_no_warning_and_ties_only_where_order_matters() -> None:
     relu = np.maximum(NORMAL, 0)  # zeros are not ties
     for ref in (NORMAL, relu, np.arange(10, dtype=np.int64), np.array([2.5], np.float32)):

@@ -18,7 +18,8 @@ from nnkit.compare.rules import DEFAULT_MIN_COSINE, DEFAULT_TOLERANCES, Check, R
 from nnkit.compare.text import fmt, fmt_cosine
 
 #: A float reference is "full of ties" when at least this share of its non-zero values
-#: (and at least :data:`MIN_TIES` of them) equal another of its values.
+#: (and at least :data:`MIN_TIES` of them) equal another value of the same row (the last
+#: axis, which a top-k or an argmax ranks).
 TIES_FRACTION = 0.1
 MIN_TIES = 3
 #: The quantile of the absolute difference that results report (``p99_abs_diff``).
@@ -239,19 +240,33 @@ def degenerate(ref: np.ndarray, check: Check, *, atol: float) -> list[str]:
                 "pass; give a smaller atol, or leave atol to the scale-aware default"
             )
     if is_float and check.mode in ("allclose", "cosine") and not out:
-        nonzero = values[values != 0]
-        _, counts = np.unique(nonzero, return_counts=True)
-        tied = int(counts[counts > 1].sum())
-        if tied >= max(MIN_TIES, TIES_FRACTION * nonzero.size):
+        tied, nonzero = _ties_within_rows(r)
+        if tied >= max(MIN_TIES, TIES_FRACTION * nonzero):
             out.append(
                 f"the reference is full of ties ({TIES_FRACTION:.0%} or more of its non-zero "
-                "values equal another): the order of anything ranked by it (top-k, NMS, sort) "
+                "values equal another of their row): the order of anything ranked by it (top-k, NMS, sort) "
                 "is arbitrary; compare such outputs with --compare NAME:set"
             )
     return out
 
 
 # -- helpers ------------------------------------------------------------------------
+
+
+def _ties_within_rows(r: np.ndarray) -> tuple[int, int]:
+    """How many finite non-zero values equal another value of their own row (the last
+    axis: what a top-k, an argmax or a sort ranks), and how many there are.
+
+    Rows that repeat each other (a padding mask gives every masked position one row)
+    rank nothing against each other: they are no ties.
+    """
+    rows = np.sort(r.reshape(-1, r.shape[-1]) if r.ndim else r.reshape(1, 1), axis=-1)
+    valid = np.isfinite(rows) & (rows != 0)
+    same = (rows[:, 1:] == rows[:, :-1]) & valid[:, 1:] & valid[:, :-1]
+    tied = np.zeros(rows.shape, dtype=bool)
+    tied[:, 1:] |= same
+    tied[:, :-1] |= same
+    return int(tied.sum()), int(valid.sum())
 
 
 def allowed(mag: np.ndarray, *, atol: float, rtol: float) -> np.ndarray:
