@@ -82,15 +82,12 @@ def _row(name: str, version: str | None, reason: str | None) -> dict[str, Any]:
 
 
 def backend_rows(*, include_torch: bool = True) -> list[dict[str, Any]]:
-    """One row per registered backend, in registry order, each probed for real."""
+    """The PyTorch reference's row (probed in a child process), then one row per
+    registered backend, in registry order, each probed for real."""
     from nnkit.backends import BACKENDS, probe
 
-    rows = []
+    rows = [probe_torch()] if include_torch else []
     for name in BACKENDS:
-        if name == "torch":
-            if include_torch:
-                rows.append(probe_torch())
-            continue
         result = probe(name)
         rows.append(_row(name, result.version, result.reason))
     return rows
