@@ -149,3 +149,24 @@ def test_device_says_where_inputs_and_results_live(backend_name, add_model):
 def test_the_gpu_backends_live_on_the_first_gpu(name: str) -> None:
     # read without loading: these run on this machine or not
     assert backend_class(name)(Path("unused.onnx")).device == "cuda:0"
+
+
+def test_a_planted_weight_shows_in_the_values_after_it_only(backend_name, zoo_file, tmp_path):
+    # fc1's weight nudged: conv1 still agrees with PyTorch's module, fc1 no longer does
+    from nnkit.parity import tensor_infos
+    from nnkit.reference import Reference
+    from tests._faults import nudge_weight
+
+    entry = ZOO["combinednn"]
+    path = nudge_weight(zoo_file("combinednn", "torchscript"), tmp_path / "nudged.onnx")
+    feeds = _feeds("combinednn")
+    wanted = ["/conv1/Conv_output_0", "/fc1/Gemm_output_0"]
+    with backend_class(backend_name)(path, outputs=wanted) as backend:
+        got = backend.run(feeds)
+    with Reference(
+        entry.build(), tensor_infos(entry.inputs), entry.outputs, capture=["conv1", "fc1"]
+    ) as reference:
+        reference.run(feeds)
+        captured = reference.captured
+    np.testing.assert_allclose(got[wanted[0]], captured["conv1"], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got[wanted[1]], captured["fc1"], rtol=1e-4, atol=1e-5)
