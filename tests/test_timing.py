@@ -58,7 +58,7 @@ class Sleepy(Backend):
         self.events.append("prepare")
         return feeds
 
-    def run_impl(self, feeds: Any) -> dict[str, np.ndarray]:
+    def run_prepared(self, feeds: Any) -> dict[str, np.ndarray]:
         self.calls += 1
         self.events.append("run")
         time.sleep(self.durations(self.calls))
@@ -87,7 +87,7 @@ class Ticking(Backend):
     def load_impl(self) -> None:
         pass
 
-    def run_impl(self, feeds: Any) -> dict[str, np.ndarray]:
+    def run_prepared(self, feeds: Any) -> dict[str, np.ndarray]:
         self.now += self.durations_ns[self.calls]
         self.calls += 1
         return {}

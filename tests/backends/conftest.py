@@ -11,8 +11,8 @@ from onnx import TensorProto, helper
 from nnkit.backends import BACKENDS, probe
 from nnkit.backends._probe import IR_VERSION, OPSET
 
-#: Backends that run ONNX files: every registered one but torch.
-ONNX_BACKENDS = [n for n in BACKENDS if n != "torch"]
+#: Backends that run ONNX files: every registered one.
+ONNX_BACKENDS = list(BACKENDS)
 
 
 def save_model(nodes, inputs, outputs, path: Path) -> Path:

@@ -11,6 +11,7 @@ from nnkit.backends.onnxruntime import (
     CUDABackend,
     TensorRTBackend,
     default_trt_cache,
+    fallback_reason,
     ort_distribution,
 )
 from nnkit.errors import BackendUnavailableError
@@ -53,7 +54,7 @@ def test_gpu_provider_that_cannot_load_is_refused_never_replaced(cls, add_model,
     assert not (tmp_path / "trt").exists()  # no empty engine cache left behind
 
 
-def test_fallback_reason_names_the_library_from_onnxruntimes_log(add_model):
+def test_fallback_reason_names_the_library_from_onnxruntimes_log():
     log = (
         "[E:onnxruntime:Default, provider_bridge_ort.cc:2458 operator()] ... Failed to load "
         "library /x/capi/libonnxruntime_providers_cuda.so with error: libcudnn.so.9: cannot "
@@ -61,7 +62,13 @@ def test_fallback_reason_names_the_library_from_onnxruntimes_log(add_model):
         "[W:onnxruntime:Default] Failed to create CUDAExecutionProvider. Require cuDNN 9.* and "
         "CUDA 12.*. Please install all dependencies\n"
     )
-    reason = CUDABackend(add_model)._fallback_reason(log, ["CPUExecutionProvider"])
+    reason = fallback_reason(
+        log,
+        ["CPUExecutionProvider"],
+        backend="cuda",
+        provider=CUDABackend.provider,
+        library=CUDABackend.provider_library,
+    )
     assert reason.startswith("cuda: CUDAExecutionProvider did not load: libcudnn.so.9 not found")
     assert "requires cuDNN 9.* and CUDA 12.*" in reason
     assert reason.endswith("(onnxruntime fell back to CPU; nnkit never does)")

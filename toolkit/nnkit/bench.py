@@ -30,6 +30,7 @@ from nnkit.timing import (
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend
     from nnkit.machine import Machine
+    from nnkit.reference import Reference
     from nnkit.spec import TensorSpec
     from nnkit.steps import ModelRequest
     from nnkit.worker import InProcess, Worker
@@ -128,9 +129,9 @@ class BenchReport:
 
 def default_backends(*, with_torch: bool) -> list[str]:
     """Every backend that runs here (probed for real), ``torch`` only when asked."""
-    from nnkit.backends import BACKENDS, probe
+    from nnkit.backends import BENCH_NAMES, TORCH, probe
 
-    return [n for n in BACKENDS if (with_torch or n != "torch") and probe(n)]
+    return [n for n in BENCH_NAMES if (with_torch or n != TORCH) and probe(n)]
 
 
 def check_backends(names: Sequence[str], *, with_torch: bool) -> dict[str, str | None]:
@@ -143,11 +144,12 @@ def check_backends(names: Sequence[str], *, with_torch: bool) -> dict[str, str |
         NnkitError: an unknown name, or ``torch`` for an ONNX file.
         BackendUnavailableError: a backend that cannot run here, with the probe's reason.
     """
-    from nnkit.backends import check_name, probe, require
+    from nnkit.backends import TORCH, check_name, probe, require
 
     for name in names:
-        check_name(name)
-        if name == "torch" and not with_torch:
+        if name != TORCH:
+            check_name(name)
+        elif not with_torch:
             raise NnkitError(
                 "backend 'torch' runs the PyTorch model, and an ONNX file has none: "
                 "bench a model name (zoo, file.py:Name or module:name) to include torch"
@@ -175,17 +177,14 @@ def measure_backend(
     Returns:
         The load time in ms, and batch -> measurement (or the reason it failed).
     """
-    from nnkit.backends import backend_class
+    from nnkit.backends import TORCH, backend_class
 
-    if backend == "torch":
-        from nnkit.backends.torch import TorchBackend
-        from nnkit.spec import tensor_infos
+    runner: Reference | Backend
+    if backend == TORCH:
+        from nnkit.reference import Reference
         from nnkit.steps import resolved
 
-        model = resolved(target)
-        runner: Backend = TorchBackend.from_module(
-            model.module, tensor_infos(model.inputs), model.outputs, threads=threads
-        )
+        runner = Reference.from_model(resolved(target), threads=threads)
     else:
         runner = backend_class(backend)(target, threads=threads)
     return measure_loaded(runner, feeds, **settings)

@@ -18,33 +18,15 @@ from nnkit.onnxfile import (
     external_data_problems,
     graph_inputs,
     graphs,
-    io_of,
     load_model_file,
     metadata,
-    onnx_dtype_name,
-    preflight,
-    stamped_specs,
     value_info,
 )
 
 if TYPE_CHECKING:
     import onnx
 
-# io_of, load_model_file, metadata, onnx_dtype_name, preflight and stamped_specs moved to
-# nnkit.onnxfile: re-exported here only until backends/ and parity.py import them from
-# there. Drop them from __all__ then.
-__all__ = [
-    "CheckResult",
-    "ModelSummary",
-    "check_file",
-    "io_of",
-    "load_model_file",
-    "metadata",
-    "onnx_dtype_name",
-    "preflight",
-    "stamped_specs",
-    "summarize",
-]
+__all__ = ["CheckResult", "ModelSummary", "check_file", "summarize"]
 
 
 @dataclass

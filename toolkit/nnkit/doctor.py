@@ -58,15 +58,12 @@ def _row(name: str, version: str | None, reason: str | None) -> dict[str, Any]:
 
 
 def backend_rows(*, include_torch: bool = True) -> list[dict[str, Any]]:
-    """One row per registered backend, in registry order, each probed for real."""
+    """The PyTorch reference's row (probed in a child process), then one row per
+    registered backend, in registry order, each probed for real."""
     from nnkit.backends import BACKENDS, probe
 
-    rows = []
+    rows = [probe_torch()] if include_torch else []
     for name in BACKENDS:
-        if name == "torch":
-            if include_torch:
-                rows.append(probe_torch())
-            continue
         result = probe(name)
         rows.append(_row(name, result.version, result.reason))
     return rows
@@ -97,7 +94,7 @@ def collect(*, include_torch: bool = True) -> dict[str, Any]:
         "backends": backend_rows(include_torch=include_torch),
         "cpu": asdict(cpu_info()),
         "gpus": nvidia_gpus(),
-        "environment": environment([n for n in BACKENDS if n != "torch"]),
+        "environment": environment(list(BACKENDS)),
     }
 
 

@@ -233,16 +233,16 @@ def run_file(
         BackendUnavailableError: the backend cannot run here.
         BackendError: the backend cannot load or run this model.
     """
-    from nnkit.backends import backend_class, check_name
+    from nnkit.backends import TORCH, backend_class, check_name
     from nnkit.backends.base import check_feeds
     from nnkit.onnxfile import read_io
     from nnkit.values import bind_values
 
-    check_name(provider)
-    if provider == "torch":
+    if provider == TORCH:
         raise SpecError(
             "provider 'torch' runs the PyTorch model, not an ONNX file: use nnkit parity"
         )
+    check_name(provider)
     declared, _ = read_io(path)
     if feeds is None:
         feeds, source, used_seed = random_feeds(declared, shapes=shapes, seed=seed), "random", seed

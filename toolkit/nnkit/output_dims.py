@@ -51,8 +51,8 @@ def probe_output_dims(model: ResolvedModel) -> ProbedDims:
     """
     import torch
 
-    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
+    from nnkit.reference import to_torch
     from nnkit.resolve import flatten_outputs
 
     def shapes(sizes: dict[str, int], seed: int = 0) -> list[tuple[int, ...]] | None:

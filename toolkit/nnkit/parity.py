@@ -29,7 +29,6 @@ from nnkit.matrix.execute import execute
 from nnkit.matrix.plan import (
     DEFAULT_TIMEOUT,
     FILE_EXPORTER,
-    REFERENCE,
     ParityRequest,
     plan,
     select_backends,
@@ -52,7 +51,6 @@ __all__ = [
     "CASE_SEEDS",
     "DEFAULT_TIMEOUT",
     "FILE_EXPORTER",
-    "REFERENCE",
     "REPORT_ORDER",
     "STATUSES",
     "ArtifactRecord",

@@ -416,8 +416,8 @@ def _import_module(where: str) -> Any:
 def example_args(model: ResolvedModel, *, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Example tensors in input order: the model's example inputs, else seeded ones at
     the specs' example sizes."""
-    from nnkit.backends.torch import to_torch
     from nnkit.inputs import generate
+    from nnkit.reference import to_torch
 
     arrays = model.examples if model.examples is not None else generate(model.inputs, seed=seed)
     return tuple(to_torch(arrays[s.name].copy()) for s in model.inputs)

@@ -112,15 +112,13 @@ def reference_outputs(
     Raises:
         ReferenceFailed: the model's forward failed on these inputs.
     """
-    from nnkit.backends.torch import TorchBackend
     from nnkit.inputs import generated_hint
-    from nnkit.parity import tensor_infos
+    from nnkit.reference import Reference
 
     m = resolved(request)
-    backend = TorchBackend.from_module(m.module, tensor_infos(m.inputs), m.outputs)
-    with backend:
+    with Reference.from_model(m) as reference:
         try:
-            return backend.run({k: v.copy() for k, v in feeds.items()})
+            return reference.run({k: v.copy() for k, v in feeds.items()})
         except Exception as e:
             hint = generated_hint(m.inputs) if generated else ""
             raise ReferenceFailed(f"PyTorch (the reference) failed: {describe(e)}{hint}") from None

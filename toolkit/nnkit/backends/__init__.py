@@ -1,4 +1,12 @@
-"""The backend registry: a name per runtime, its module imported only when chosen."""
+"""The backend registry: a name per ONNX runtime, its module imported only when chosen.
+
+Every list of backend names nnkit shows (``--backends``, ``--provider``, the doctor's
+rows, the errors) is read here, and a name becomes a class here, once
+(:func:`backend_class`). Importing this module imports no runtime (a test holds it to
+that). ``torch`` is no backend: it is the PyTorch reference every backend is judged
+against (:mod:`nnkit.reference`), named here only because bench times it beside the
+backends and doctor probes it (:data:`TORCH`, :data:`BENCH_NAMES`).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,15 @@ import functools
 import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nnkit.errors import BackendUnavailableError, NnkitError, describe
 
 if TYPE_CHECKING:
     from nnkit.backends.base import Backend
 
-#: name -> "module:Class". The order is the order of reports.
+#: name -> "module:Class" of each ONNX runtime. The order is the order of reports.
 BACKENDS: dict[str, str] = {
-    "torch": "nnkit.backends.torch:TorchBackend",
     "cpu": "nnkit.backends.onnxruntime:CPUBackend",
     "cuda": "nnkit.backends.onnxruntime:CUDABackend",
     "tensorrt": "nnkit.backends.onnxruntime:TensorRTBackend",
@@ -24,9 +31,19 @@ BACKENDS: dict[str, str] = {
     "reference": "nnkit.backends.reference:ReferenceBackend",
 }
 
+#: The name of the PyTorch reference, where it stands beside the backends (a bench
+#: column, a doctor row).
+TORCH = "torch"
+#: "module:Class" of the PyTorch reference (probed like a backend, built differently).
+TORCH_CLASS = "nnkit.reference:Reference"
+#: ``nnkit bench --backends`` choices: the reference, then every backend.
+BENCH_NAMES: tuple[str, ...] = (TORCH, *BACKENDS)
+#: ``nnkit infer --provider`` (and ``nnkit parity --backends``) choices: the backends.
+ONNX_NAMES: tuple[str, ...] = tuple(BACKENDS)
+
 #: name -> the pip requirement of its runtime (each class's ``requirement`` reads it here).
 REQUIREMENTS: dict[str, str] = {
-    "torch": "torch",
+    TORCH: "torch",
     "cpu": "onnxruntime-gpu (or onnxruntime)",
     "cuda": "onnxruntime-gpu",
     "tensorrt": "onnxruntime-gpu",
@@ -37,15 +54,30 @@ REQUIREMENTS: dict[str, str] = {
 
 
 def check_name(name: str) -> str:
-    """``name`` if it names a backend, else a one-line error listing the valid names."""
+    """``name`` if it names a backend, else a one-line error listing the valid names.
+
+    Raises:
+        NnkitError: an unknown name; ``torch`` with its own reason (it is the reference).
+    """
     if name not in BACKENDS:
-        raise NnkitError(f"unknown backend {name!r}: valid backends are {', '.join(BACKENDS)}")
+        valid = ", ".join(BACKENDS)
+        if name == TORCH:
+            raise NnkitError(
+                f"{TORCH!r} is the PyTorch model itself, the reference every backend is "
+                f"compared with, not an ONNX backend: valid backends are {valid}"
+            )
+        raise NnkitError(f"unknown backend {name!r}: valid backends are {valid}")
     return name
 
 
-def backend_class(name: str) -> type[Backend]:
+def backend_class(name: str) -> type[Backend[Any, Any]]:
     """The class registered as ``name``, its runtime module imported now."""
-    module, _, attr = BACKENDS[check_name(name)].partition(":")
+    cls: type[Backend[Any, Any]] = _load(BACKENDS[check_name(name)])
+    return cls
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
@@ -67,13 +99,17 @@ class ProbeResult:
 
 @functools.cache
 def probe(name: str) -> ProbeResult:
-    """Probe backend ``name`` for real (a tiny model loaded and run), once per process.
+    """Probe backend ``name`` (or :data:`TORCH`) for real (a tiny model loaded and run),
+    once per process.
 
     Never raises for a backend that cannot run: the reason is in the result.
+
+    Raises:
+        NnkitError: an unknown name.
     """
-    check_name(name)
+    target = TORCH_CLASS if name == TORCH else BACKENDS[check_name(name)]
     try:
-        version = backend_class(name).probe()
+        version = _load(target).probe()
     except NnkitError as e:
         return ProbeResult(name, reason=e.format_message())
     except Exception as e:  # a runtime that breaks in a way nobody wrapped: still a reason
@@ -85,14 +121,14 @@ def available(names: Iterable[str] | None = None) -> dict[str, str | None]:
     """Which backends run here: name -> None where usable, else the one-line reason.
 
     Args:
-        names: the backends to probe (default: all, ``torch`` included, which imports
-            torch).
+        names: the backends to probe (default: every ONNX backend; :data:`TORCH` may
+            be named, which imports torch).
     """
     return {n: probe(n).reason for n in (BACKENDS if names is None else names)}
 
 
 def require(name: str) -> None:
-    """Refuse, before any work, a backend that cannot run here.
+    """Refuse, before any work, a backend (or :data:`TORCH`) that cannot run here.
 
     Raises:
         BackendUnavailableError: with the probe's reason.
@@ -103,5 +139,6 @@ def require(name: str) -> None:
 
 
 def backend_requirement(name: str) -> str:
-    """What a user installs to get backend ``name`` (read without importing its runtime)."""
-    return REQUIREMENTS[check_name(name)]
+    """What a user installs to get backend ``name`` or :data:`TORCH` (read without
+    importing its runtime)."""
+    return REQUIREMENTS[TORCH if name == TORCH else check_name(name)]

@@ -1,25 +1,38 @@
 """The one interface every runtime implements.
 
-A backend loads a model, runs a dict of named values and returns a dict of named values,
-then closes; a value is a numpy array, a list of arrays (an ONNX sequence) or None (an
-empty optional), as :mod:`nnkit.values` defines. :meth:`Backend.run` checks state and feeds once, against the
-model's declared inputs, then calls the subclass hook :meth:`Backend.run_impl`; each
-runtime writes only its part. Timing belongs to the harness (``nnkit.bench``), never
-to a backend: :meth:`prepare` / :meth:`run_prepared` let the harness time exactly the
-run, with inputs already where the runtime wants them (on the device, for ``cuda``).
+A backend loads an ONNX file, runs a dict of named values and returns a dict of named
+values, then closes; a value is a numpy array, a list of arrays (an ONNX sequence) or
+None (an empty optional), as :mod:`nnkit.values` defines.
+
+Every run takes one path, three steps: :meth:`Backend.prepare` puts checked feeds where
+the runtime reads them (on the device, for ``cuda``), :meth:`Backend.run_prepared` runs
+the compiled model on them and :meth:`Backend.fetch` brings the results back as values.
+:meth:`Backend.run` is exactly those three after the checks, built here once, so parity
+(which calls ``run``) verifies the very model that bench (which times ``run_prepared``)
+times. Each runtime writes only its hooks: ``load_impl``, ``prepare_impl``,
+``run_prepared``, ``fetch`` and ``close_impl``. Timing belongs to the harness
+(``nnkit.bench``), never to a backend.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast, final
 
 import numpy as np
 
 from nnkit.errors import BackendError, InputError, NnkitError, describe
+
+#: What :meth:`Backend.prepare` returns and :meth:`Backend.run_prepared` takes.
+PreparedT = TypeVar("PreparedT")
+#: What :meth:`Backend.run_prepared` returns and :meth:`Backend.fetch` reads.
+ResultT = TypeVar("ResultT")
+T = TypeVar("T")
+B = TypeVar("B", bound="Backend[Any, Any]")
 
 #: The value kinds nnkit feeds and reads back (:attr:`TensorInfo.kind`).
 KINDS = ("tensor", "sequence", "optional", "optional sequence")
@@ -77,10 +90,19 @@ class TensorInfo:
         return self.kind
 
 
-class Backend(abc.ABC):
-    """A runtime that runs an ONNX file (or, for ``torch``, the PyTorch model).
+class Backend(abc.ABC, Generic[PreparedT, ResultT]):
+    """A runtime that runs an ONNX file.
 
-    Use as a context manager, or call :meth:`load` and :meth:`close`.
+    Use as a context manager, or call :meth:`load` and :meth:`close`. ``PreparedT`` is
+    the type of the prepared feeds, ``ResultT`` the runtime's own result.
+
+    Args:
+        path: the ONNX file.
+        threads: threads the runtime may use (None: its default).
+        outputs: the values :meth:`run` returns, by name and in this order: any of the
+            graph's outputs and intermediate values (see :func:`nnkit.onnxfile.expose`).
+            None: the outputs the file declares. An intermediate value becomes an output
+            of a copy of the file (a graph edit), which is what the runtime then loads.
     """
 
     #: Registry name (``cpu``, ``openvino`` ...).
@@ -88,12 +110,32 @@ class Backend(abc.ABC):
     #: What a user installs to get this runtime (shown when it is missing).
     requirement: ClassVar[str]
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        outputs: Sequence[str] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.threads = threads
+        #: The value names asked for with ``outputs=`` (None: the file's outputs).
+        self.requested_outputs: tuple[str, ...] | None = None if outputs is None else tuple(outputs)
+        #: The declared inputs, once loaded.
         self.inputs: tuple[TensorInfo, ...] = ()
+        #: What :meth:`run` returns, once loaded: the file's outputs, or those asked for.
         self.outputs: tuple[TensorInfo, ...] = ()
+        #: The file the runtime loads: ``path``, or the edited copy ``outputs=`` needs.
+        self.runtime_path = self.path
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None
         self._loaded = False
+
+    @property
+    def device(self) -> str:
+        """Where prepared inputs and :meth:`run_prepared`'s results live: ``cpu``, or
+        ``cuda:N`` for the GPU backends. :meth:`run` and :meth:`fetch` always give host
+        arrays."""
+        return "cpu"
 
     # -- the public contract -------------------------------------------------------
     @classmethod
@@ -110,63 +152,107 @@ class Backend(abc.ABC):
 
         The runtime never sees a file the ONNX checker rejects: some runtimes crash the
         interpreter on malformed files rather than raise.
-        """
-        from nnkit.check import io_of, preflight
 
-        self.inputs, self.outputs = io_of(preflight(self.path))
+        Raises:
+            ModelFileError: the file cannot be read or the checker rejects it.
+            NnkitError: ``outputs=`` names a value the graph does not have.
+            BackendError: the runtime cannot load it.
+        """
+        from nnkit.onnxfile import io_of, preflight
+
+        self._drop_workdir()
+        model = preflight(self.path)
+        self.inputs, self.outputs = io_of(model)
+        loaded = False
         try:
+            if self.requested_outputs is not None:
+                self._expose(model)
             self.load_impl()
+            loaded = True
         except NnkitError:  # ours already (BackendUnavailableError too): keep it
             raise
         except Exception as e:  # a runtime's own exception type: wrap, keep the cause
             raise self.error(f"cannot load {self.path}", e) from e
+        finally:
+            if not loaded:
+                self._drop_workdir()
         self._loaded = True
 
+    def _expose(self, model: Any) -> None:
+        """Write the copy of the file whose outputs are the values asked for."""
+        import onnx
+
+        from nnkit.onnxfile import expose, io_of, load_model_file
+
+        assert self.requested_outputs is not None
+        edited = expose(model, self.requested_outputs, where=str(self.path))
+        external = any(
+            t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
+        )
+        if external:  # the copy lives elsewhere: it takes its weights along
+            weights = load_model_file(self.path)
+            del weights.graph.output[:]
+            weights.graph.output.extend(edited.graph.output)
+            edited = weights
+        self._workdir = tempfile.TemporaryDirectory(prefix=f"nnkit-{self.name}-")
+        self.runtime_path = Path(self._workdir.name) / self.path.name
+        onnx.save(
+            edited,
+            str(self.runtime_path),
+            save_as_external_data=external,
+            location=f"{self.path.name}.data",
+        )
+        self.outputs = io_of(edited)[1]
+
+    @final
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Run once on ``feeds`` (input name -> value); return output name -> value.
 
-        A value is an array, a list of arrays (a sequence), or None (an empty optional):
-        see :mod:`nnkit.values`.
-        """
-        return self._checked_call(self.run_impl, feeds, f"cannot run {self.path}")
+        Exactly ``fetch(run_prepared(prepare(feeds)))``. A value is an array, a list of
+        arrays (a sequence), or None (an empty optional): see :mod:`nnkit.values`.
 
-    def prepare(self, feeds: Mapping[str, Any]) -> Any:
-        """Check ``feeds`` and put them where the runtime reads them; for timed runs."""
-        return self._checked_call(
-            self.prepare_impl, feeds, f"cannot take the inputs of {self.path}"
+        Raises:
+            InputError: feeds that do not fit the declared inputs (the runtime never
+                sees them).
+            BackendError: the runtime failed, in one line.
+        """
+        self._check(feeds)
+        return self.guarded(
+            f"cannot run {self.path}",
+            lambda: self.fetch(self.run_prepared(self.prepare_impl(dict(feeds)))),
         )
 
-    def _checked_call(self, hook: Any, feeds: Mapping[str, Any], what: str) -> Any:
-        """``hook(feeds)`` once loaded and the feeds checked; a runtime's own exception
-        becomes this backend's :class:`BackendError` (``what``: the cause), ours pass."""
-        self._require_loaded()
-        check_feeds(self.inputs, feeds)
-        try:
-            return hook(dict(feeds))
-        except NnkitError:
-            raise
-        except Exception as e:
-            raise self.error(what, e) from e
+    @final
+    def prepare(self, feeds: Mapping[str, Any]) -> PreparedT:
+        """Check ``feeds`` and put them where the runtime reads them (:attr:`device`)."""
+        self._check(feeds)
+        return self.guarded(
+            f"cannot take the inputs of {self.path}", lambda: self.prepare_impl(dict(feeds))
+        )
 
-    def run_prepared(self, prepared: Any) -> Any:
+    @abc.abstractmethod
+    def run_prepared(self, prepared: PreparedT) -> ResultT:
         """Run on what :meth:`prepare` returned; the result stays where the runtime put it.
 
         This is the call the latency harness times: no checks, no copies it can avoid.
-        The result is the runtime's own object; :meth:`fetch` turns it into arrays.
+        The result is the runtime's own object; :meth:`fetch` turns it into values.
         """
-        return self.run_impl(prepared)
 
-    def fetch(self, result: Any) -> dict[str, Any]:
-        """What :meth:`run_prepared` returned, as output name -> value (on the host)."""
-        return {name: fetched(value) for name, value in result.items()}
+    def fetch(self, result: ResultT) -> dict[str, Any]:
+        """What :meth:`run_prepared` returned, as output name -> value (on the host).
+
+        The default reads a mapping of output name -> the runtime's value.
+        """
+        return {name: fetched(value) for name, value in cast(Mapping, result).items()}
 
     def close(self) -> None:
-        """Release the session; the backend can be loaded again."""
+        """Release the session (and the edited copy of the file); it can be loaded again."""
         if self._loaded:
             self.close_impl()
         self._loaded = False
+        self._drop_workdir()
 
-    def __enter__(self) -> Backend:
+    def __enter__(self: B) -> B:
         self.load()
         return self
 
@@ -176,17 +262,25 @@ class Backend(abc.ABC):
     # -- hooks for each runtime -------------------------------------------------------
     @abc.abstractmethod
     def load_impl(self) -> None:
-        """Create the runtime's session for ``self.path``."""
+        """Create the runtime's session for ``self.runtime_path`` (``self.outputs`` named)."""
 
-    @abc.abstractmethod
-    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        """Run on checked feeds; return every output by name, as values (:func:`fetched`)."""
+    def prepare_impl(self, feeds: dict[str, Any]) -> PreparedT:
+        """The checked feeds as :meth:`run_prepared` takes them (default: as they are)."""
+        return cast(PreparedT, feeds)
 
-    def prepare_impl(self, feeds: dict[str, Any]) -> Any:
-        return feeds
-
-    def close_impl(self) -> None:  # noqa: B027 - optional hook
+    def close_impl(self) -> None:
         """Drop the session."""
+
+    def guarded(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, a runtime's own exception turned into this backend's one-line
+        :class:`BackendError` (``what``: the cause); ours pass as they are. A runtime
+        that logs its reason (onnxruntime) overrides this to read the log."""
+        try:
+            return call()
+        except NnkitError:
+            raise
+        except Exception as e:
+            raise self.error(what, e) from e
 
     # -- helpers ----------------------------------------------------------------------
     def error(self, what: str, cause: BaseException) -> BackendError:
@@ -196,9 +290,16 @@ class Backend(abc.ABC):
             f"{self.name}: {what}: {reason}", backend=self.name, model_path=str(self.path)
         )
 
-    def _require_loaded(self) -> None:
+    def _check(self, feeds: Mapping[str, Any]) -> None:
         if not self._loaded:
             raise RuntimeError(f"backend {self.name!r} is not loaded: call load() first")
+        check_feeds(self.inputs, feeds)
+
+    def _drop_workdir(self) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+        self.runtime_path = self.path
 
 
 def check_feeds(declared: tuple[TensorInfo, ...], feeds: Mapping[str, Any]) -> None:

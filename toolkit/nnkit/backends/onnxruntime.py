@@ -14,15 +14,17 @@ import contextlib
 import ctypes
 import os
 import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend, contiguous, fetched
-from nnkit.errors import BackendError, BackendUnavailableError
+from nnkit.errors import BackendError, BackendUnavailableError, NnkitError
 from nnkit.values import LOW_PRECISION, from_bits, is_low_precision, onnx_elem_type, pack_bits
 
 #: onnxruntime's own severity for its session log: 3 = errors only.
@@ -56,7 +58,7 @@ def _host_value(value: Any) -> Any:
     Tensors of the dtypes numpy lacks are read from their bytes (``data_ptr``), on the
     host, and unpacked (int4, float4 ... are two values a byte in onnxruntime).
     """
-    from nnkit.check import onnx_dtype_name
+    from nnkit.onnxfile import onnx_dtype_name
 
     if not value.has_value():
         return None
@@ -96,7 +98,50 @@ def ort_distribution() -> str:
     return "onnxruntime"
 
 
-class OnnxRuntimeBackend(Backend):
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRun:
+    """A session call with its arguments bound: what :meth:`~OnnxRuntimeBackend.run_prepared`
+    calls, and nothing more (the harness times it)."""
+
+    call: Callable[..., Any]
+    args: tuple[Any, ...]
+    #: Device buffers bound to the call, kept alive as long as it is.
+    keep: tuple[Any, ...] = ()
+
+
+def fallback_reason(
+    log: str, got: Sequence[str], *, backend: str, provider: str, library: str | None
+) -> str:
+    """Why ``provider`` did not load, read from onnxruntime's captured session log.
+
+    Args:
+        log: what onnxruntime printed while the session was created.
+        got: the providers the session got instead.
+        backend: the backend's name, which opens the message.
+        provider: the execution provider asked for.
+        library: the short name of the ``libonnxruntime_providers_<short>.so`` holding it.
+    """
+    from nnkit.machine import gpu_note
+
+    reason = "onnxruntime gave no reason"
+    for short, error in _LIB_FAILED.findall(log):
+        if short == library or reason == "onnxruntime gave no reason":
+            missing = _MISSING_SO.search(error)
+            reason = f"{missing.group(1)} not found" if missing else error.strip()
+    requires = _REQUIRES.search(log)
+    if requires:
+        reason += f" (onnxruntime {_ort().__version__} requires {requires.group(1)})"
+    fallback = ", ".join(p.removesuffix("ExecutionProvider") for p in got) or "nothing"
+    return (
+        f"{backend}: {provider} did not load: {reason}; {gpu_note()} "
+        f"(onnxruntime fell back to {fallback}; nnkit never does)"
+    )
+
+
+class OnnxRuntimeBackend(Backend[SessionRun, Any]):
     """An onnxruntime session with exactly one requested execution provider.
 
     Graph optimizations are all on (``ORT_ENABLE_ALL``); ``threads`` sets
@@ -108,10 +153,12 @@ class OnnxRuntimeBackend(Backend):
     #: The ``libonnxruntime_providers_<short>.so`` that holds the provider.
     provider_library: ClassVar[str | None] = None
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        super().__init__(path, threads=threads)
-        self.session: Any = None
-        self._names: list[str] = []
+    #: The session, while loaded.
+    session: Any = None
+    #: The names of the outputs asked of the session, in order (set by ``load``).
+    _names: list[str]
+    #: Some output has a dtype numpy lacks: runs go through OrtValues.
+    _typed_outputs: bool = False
 
     @classmethod
     def probe(cls) -> str:
@@ -137,50 +184,38 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = self.threads
         with captured() as log:
             session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=self.provider_list()
+                str(self.runtime_path), sess_options=options, providers=self.provider_list()
             )
         got = session.get_providers()
         if not got or got[0] != self.provider:
-            raise BackendUnavailableError(self._fallback_reason(log.text, got))
+            raise BackendUnavailableError(
+                fallback_reason(
+                    log.text,
+                    got,
+                    backend=self.name,
+                    provider=self.provider,
+                    library=self.provider_library,
+                )
+            )
         self.session = session
         self._names = [o.name for o in self.outputs]
         # Outputs numpy has no dtype for come back through OrtValues (session.run refuses).
         self._typed_outputs = any(is_low_precision(o.dtype) for o in self.outputs)
-        self._timed_run = session.run
 
-    def _fallback_reason(self, log: str, got: list[str]) -> str:
-        """Why the requested provider did not load, from onnxruntime's captured log."""
-        from nnkit.hardware import gpu_note
-
-        reason = "onnxruntime gave no reason"
-        for short, error in _LIB_FAILED.findall(log):
-            if short == self.provider_library or reason == "onnxruntime gave no reason":
-                missing = _MISSING_SO.search(error)
-                reason = f"{missing.group(1)} not found" if missing else error.strip()
-        requires = _REQUIRES.search(log)
-        if requires:
-            reason += f" (onnxruntime {_ort().__version__} requires {requires.group(1)})"
-        fallback = ", ".join(p.removesuffix("ExecutionProvider") for p in got) or "nothing"
-        return (
-            f"{self.name}: {self.provider} did not load: {reason}; {gpu_note()} "
-            f"(onnxruntime fell back to {fallback}; nnkit never does)"
-        )
-
-    def run_impl(self, feeds: Any) -> dict[str, Any]:
-        """Run once, onnxruntime's log captured: a kernel that fails at run time prints
-        an ANSI-coloured ``[E:onnxruntime:...]`` line, which goes into the one-line error."""
+    def guarded(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` with onnxruntime's log captured: a kernel that fails at run time
+        prints an ANSI-coloured ``[E:onnxruntime:...]`` line, which goes into the
+        one-line error."""
         from nnkit.quiet import captured
 
-        error: Exception | None = None
         with captured() as log:
             try:
-                run, prepared = self._session_feeds(feeds)
-                outputs = self._outputs(run(self._names, prepared))
+                return call()
+            except NnkitError:
+                raise
             except Exception as e:  # the runtime's own types; wrapped below
                 error = e
-        if error is not None:
-            raise self.error(f"cannot run {self.path}", error, log.text) from error
-        return outputs
+        raise self.error(what, error, log.text) from error
 
     def error(self, what: str, cause: BaseException, log: str = "") -> BackendError:
         """The error in one line: for a kernel that failed, which node and onnxruntime's
@@ -200,11 +235,7 @@ class OnnxRuntimeBackend(Backend):
             f"{self.name}: {what}: {reason}", backend=self.name, model_path=str(self.path)
         )
 
-    def prepare_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        self._timed_run, prepared = self._session_feeds(feeds)
-        return prepared
-
-    def _session_feeds(self, feeds: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def prepare_impl(self, feeds: dict[str, Any]) -> SessionRun:
         """The session call and the feeds as it takes them: an empty optional left out;
         tensors of the dtypes numpy lacks (and every feed beside them) as OrtValues, for
         ``run_with_ort_values``; else ``session.run`` on the arrays and lists."""
@@ -213,9 +244,9 @@ class OnnxRuntimeBackend(Backend):
             isinstance(v, np.ndarray) and is_low_precision(v.dtype) for v in feeds.values()
         )
         if not typed:
-            return self.session.run, feeds
+            return SessionRun(self.session.run, (self._names, feeds))
         values = {name: self._ortvalue(name, value) for name, value in feeds.items()}
-        return self.session.run_with_ort_values, values
+        return SessionRun(self.session.run_with_ort_values, (self._names, values))
 
     def _ortvalue(self, name: str, value: Any, device: str = "cpu", device_id: int = 0) -> Any:
         """A feed as an OrtValue on ``device``; the dtypes numpy lacks by their bits."""
@@ -243,18 +274,16 @@ class OnnxRuntimeBackend(Backend):
         on_device.update_inplace(host)
         return on_device
 
-    def run_prepared(self, prepared: Any) -> Any:
+    def run_prepared(self, prepared: SessionRun) -> Any:
         # The call the harness times: nothing between its clock and session.run
         # (a dict of the outputs alone costs 0.4 us, 8 % of the smallest model's run).
-        return self._timed_run(self._names, prepared)
+        return prepared.call(*prepared.args)
 
     def fetch(self, result: Any) -> dict[str, Any]:
+        """``session.run``'s (or ``run_with_ort_values``') outputs, by name, as values;
+        for an IOBinding run (``cuda``), output name -> OrtValue on the device."""
         if isinstance(result, dict):  # cuda: OrtValues on the device
             return {name: _host_value(value) for name, value in result.items()}
-        return self._outputs(result)
-
-    def _outputs(self, result: list[Any]) -> dict[str, Any]:
-        """``session.run``'s (or ``run_with_ort_values``') outputs, by name, as values."""
         return {
             name: _host_value(value) if _is_ortvalue(value) else fetched(value)
             for name, value in zip(self._names, result, strict=True)
@@ -275,36 +304,36 @@ class CPUBackend(OnnxRuntimeBackend):
         return [self.provider]
 
 
-class _Bound:
-    """Feeds already on the device, bound with the outputs to one IOBinding."""
-
-    def __init__(self, binding: Any, values: list[Any]) -> None:
-        self.binding = binding
-        self.values = values  # keep the device buffers alive as long as the binding
-
-
 class CUDABackend(OnnxRuntimeBackend):
     """onnxruntime on an NVIDIA GPU (``CUDAExecutionProvider``, device 0).
 
-    :meth:`run` takes and returns numpy arrays. For timing, :meth:`prepare` copies the
-    feeds to the device once and binds them and the outputs (on the device) with an
-    IOBinding; :meth:`run_prepared` then runs with no host copies, waits for the device
-    and returns the outputs as device-resident ``OrtValue`` objects.
+    :meth:`prepare` copies the feeds to the device once and binds them and the outputs
+    (on the device) with an IOBinding; :meth:`run_prepared` then runs with no host
+    copies, waits for the device and returns the outputs as device-resident
+    ``OrtValue`` objects, which :meth:`fetch` copies back. :meth:`run` takes that same
+    path. A model whose values cannot live on the device (strings, sequences,
+    optionals) runs through ``session.run`` on host values instead, timed runs too.
     """
 
     name: ClassVar[str] = "cuda"
     requirement: ClassVar[str] = REQUIREMENTS["cuda"]
     provider: ClassVar[str] = "CUDAExecutionProvider"
     provider_library: ClassVar[str | None] = "cuda"
-    #: The device the inputs and outputs live on.
+    #: The GPU the inputs and outputs live on.
     device_id: ClassVar[int] = 0
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self.device_id}"
 
     def provider_list(self) -> list[Any]:
         # CUDABackend.provider, not self.provider: TensorRT lists CUDA as its next choice.
         cuda = (CUDABackend.provider, {"device_id": self.device_id})
         return [cuda, "CPUExecutionProvider"]
 
-    def prepare_impl(self, feeds: dict[str, Any]) -> _Bound:
+    def prepare_impl(self, feeds: dict[str, Any]) -> SessionRun:
+        if not self._bindable(feeds):
+            return super().prepare_impl(feeds)
         binding = self.session.io_binding()
         values = []
         for name, arr in feeds.items():
@@ -313,20 +342,26 @@ class CUDABackend(OnnxRuntimeBackend):
             value = self._ortvalue(name, arr, "cuda", self.device_id)
             binding.bind_ortvalue_input(name, value)
             values.append(value)
-        for out in self.outputs:
-            binding.bind_output(out.name, "cuda", self.device_id)
+        for out in self._names:
+            binding.bind_output(out, "cuda", self.device_id)
         binding.synchronize_inputs()
-        return _Bound(binding, values)
+        return SessionRun(self._run_bound, (binding,), keep=tuple(values))
 
-    def run_prepared(self, prepared: Any) -> Any:
-        return self.run_impl(prepared)
+    def _bindable(self, feeds: dict[str, Any]) -> bool:
+        """Every value can live on the device: numeric tensors in, tensors out."""
+        inputs = {i.name for i in self.inputs}
+        return all(
+            v is None or (isinstance(v, np.ndarray) and v.dtype.kind not in "OUSV")
+            for v in feeds.values()
+        ) and all(
+            o.kind == "tensor" and o.dtype != "string" and o.name not in inputs
+            for o in self.outputs
+        )
 
-    def run_impl(self, feeds: Any) -> Any:
-        if not isinstance(feeds, _Bound):
-            return super().run_impl(feeds)
-        self.session.run_with_iobinding(feeds.binding)
-        feeds.binding.synchronize_outputs()  # the harness's clock must wait for the device
-        return dict(zip([o.name for o in self.outputs], feeds.binding.get_outputs(), strict=True))
+    def _run_bound(self, binding: Any) -> dict[str, Any]:
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()  # the harness's clock must wait for the device
+        return dict(zip(self._names, binding.get_outputs(), strict=True))
 
 
 def default_trt_cache() -> Path:
@@ -354,9 +389,10 @@ class TensorRTBackend(CUDABackend):
         path: str | Path,
         *,
         threads: int | None = None,
+        outputs: Sequence[str] | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
-        super().__init__(path, threads=threads)
+        super().__init__(path, threads=threads, outputs=outputs)
         self.cache_dir = Path(cache_dir) if cache_dir else default_trt_cache()
 
     def provider_list(self) -> list[Any]:

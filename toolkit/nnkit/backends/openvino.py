@@ -8,7 +8,6 @@ Dynamic dimensions stay dynamic: the CPU plugin compiles them as they are.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,24 +42,25 @@ def _ov_dtypes() -> dict[str, str]:
     return {t.get_type_name(): name for name, t in _ov_types().items()}
 
 
-class OpenVINOBackend(Backend):
+class OpenVINOBackend(Backend[dict[str, Any], Any]):
     """OpenVINO's CPU plugin; ``threads`` sets ``INFERENCE_NUM_THREADS``.
 
-    Inputs are passed in shared memory (``share_inputs``), as OpenVINO recommends for
-    latency; :meth:`run` copies the outputs (they alias the request's buffers), the
-    timed :meth:`run_prepared` does not.
+    Inputs and outputs are passed in shared memory (``share_inputs``,
+    ``share_outputs``), as OpenVINO recommends for latency: the timed
+    :meth:`run_prepared` copies nothing, and :meth:`fetch` copies the outputs (they
+    alias the request's buffers, which the next run overwrites).
     """
 
     name: ClassVar[str] = "openvino"
     requirement: ClassVar[str] = REQUIREMENTS["openvino"]
     #: The OpenVINO device this backend compiles for.
-    device: ClassVar[str] = "CPU"
+    openvino_device: ClassVar[str] = "CPU"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        super().__init__(path, threads=threads)
-        self.compiled: Any = None
-        self.request: Any = None
-        self._ports: list[Any] = []
+    #: The compiled model and its infer request, while loaded.
+    compiled: Any = None
+    request: Any = None
+    #: The compiled model's output port of each output, in order (set by ``load``).
+    _ports: tuple[Any, ...] = ()
 
     @classmethod
     def probe(cls) -> str:
@@ -79,16 +79,16 @@ class OpenVINOBackend(Backend):
     def load_impl(self) -> None:
         ov = _ov()
         core = ov.Core()
-        model = core.read_model(str(self.path))
-        self.compiled = core.compile_model(model, self.device, self.config())
+        model = core.read_model(str(self.runtime_path))
+        self.compiled = core.compile_model(model, self.openvino_device, self.config())
         self.request = self.compiled.create_infer_request()
         ports = list(self.compiled.outputs)
         # Outputs by the names the ONNX file declares; by position where a name is lost.
         by_name = {n: p for p in ports for n in p.get_names()}
-        self._ports = [
+        self._ports = tuple(
             by_name.get(out.name, ports[i] if i < len(ports) else None)
             for i, out in enumerate(self.outputs)
-        ]
+        )
         if None in self._ports:
             raise self.error(
                 f"cannot load {self.path}",
@@ -137,7 +137,7 @@ class OpenVINOBackend(Backend):
         bits = pack_bits(value) if LOW_PRECISION[dtype] < 8 else np.array(value).view(np.uint8)
         return _ov().Tensor(np.require(bits, requirements=["C", "W"]), list(value.shape), ov_type)
 
-    def run_prepared(self, prepared: Any) -> Any:
+    def run_prepared(self, prepared: dict[str, Any]) -> Any:
         # OpenVINO's latency advice: inputs in shared memory, no copy in or out.
         return self.request.infer(prepared, share_inputs=True, share_outputs=True)
 
@@ -146,10 +146,6 @@ class OpenVINOBackend(Backend):
             out.name: self._output(result, port)
             for out, port in zip(self.outputs, self._ports, strict=True)
         }
-
-    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        result = self.request.infer(self.prepare_impl(feeds), share_inputs=True)
-        return self.fetch(result)
 
     def _output(self, result: Any, port: Any) -> np.ndarray:
         """One output, copied (it can alias the request's buffers, overwritten by the next
@@ -165,4 +161,4 @@ class OpenVINOBackend(Backend):
     def close_impl(self) -> None:
         self.request = None
         self.compiled = None
-        self._ports = []
+        self._ports = ()

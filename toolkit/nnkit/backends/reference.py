@@ -6,7 +6,6 @@ judge when two optimized runtimes disagree.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nnkit.backends import REQUIREMENTS
@@ -18,15 +17,14 @@ def _onnx() -> Any:
     return import_runtime("reference", "onnx")
 
 
-class ReferenceBackend(Backend):
+class ReferenceBackend(Backend[dict[str, Any], list[Any]]):
     """The ONNX reference evaluator; ``threads`` is ignored (it runs in one Python thread)."""
 
     name: ClassVar[str] = "reference"
     requirement: ClassVar[str] = REQUIREMENTS["reference"]
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        super().__init__(path, threads=threads)
-        self.evaluator: Any = None
+    #: The evaluator, while loaded.
+    evaluator: Any = None
 
     @classmethod
     def probe(cls) -> str:
@@ -35,14 +33,15 @@ class ReferenceBackend(Backend):
     def load_impl(self) -> None:
         from onnx.reference import ReferenceEvaluator
 
-        from nnkit.check import load_model_file
+        from nnkit.onnxfile import load_model_file
 
-        self.evaluator = ReferenceEvaluator(load_model_file(self.path))
+        self.evaluator = ReferenceEvaluator(load_model_file(self.runtime_path))
 
-    def run_impl(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        names = [o.name for o in self.outputs]
-        values = self.evaluator.run(names, feeds)
-        return {n: fetched(v) for n, v in zip(names, values, strict=True)}
+    def run_prepared(self, prepared: dict[str, Any]) -> list[Any]:
+        return self.evaluator.run([o.name for o in self.outputs], prepared)
+
+    def fetch(self, result: list[Any]) -> dict[str, Any]:
+        return {o.name: fetched(v) for o, v in zip(self.outputs, result, strict=True)}
 
     def close_impl(self) -> None:
         self.evaluator = None

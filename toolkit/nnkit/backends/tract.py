@@ -1,13 +1,16 @@
 """tract (package ``tract``, Sonos' Rust inference engine): the ``tract`` backend.
 
-tract types the whole graph before it runs it, and some exports type only one way:
-the dynamo export of ``CombinedNN`` only with its symbolic batch, the torchscript
-export of a 2-layer LSTM only with concrete shapes. So the model is first made runnable
-with the shapes the file declares (symbolic where symbolic), and where that cannot be
-typed or cannot run, again with the feeds' concrete shapes: one runnable per shape
-signature, cached. Timed runs (:meth:`TractBackend.prepare`) use the concrete-shape
-runnable, which tract optimizes best, wherever tract can type the model that way. ``into_model().into_runnable()`` optimizes (tract 0.23 has no
-separate ``into_optimized``).
+tract types the whole graph before it runs it, and exports type one way or the other:
+the 2-layer LSTM runs only typed with concrete shapes (typed with its symbolic batch it
+fails at run time: "Clashing resolution for expression. batch=3 != 1"), the dynamo
+``CombinedNN`` types with concrete shapes only without the file's intermediate shape
+hints (``value_info``). So :meth:`TractBackend.prepare` types the model with the feeds'
+concrete shapes, on a copy of the file without those hints (one runnable per shape
+signature, cached), as tract also runs fastest; where tract cannot type it that way it
+takes the shapes the file declares (symbolic where symbolic). ``run`` and the timed
+``run_prepared`` run that one runnable: parity verifies what bench times.
+``into_model().into_runnable()`` optimizes (tract 0.23 has no separate
+``into_optimized``).
 
 tract names outputs after the nodes that produce them, so outputs are mapped back to
 the names the ONNX file declares, by position. Its errors come as ``TractError`` with a
@@ -17,8 +20,9 @@ Rust backtrace: only the error and its innermost cause are kept.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from nnkit.backends import REQUIREMENTS
 from nnkit.backends._probe import import_runtime, run_probe
 from nnkit.backends.base import Backend, contiguous
 from nnkit.errors import BackendError
+from nnkit.onnxfile import strip_value_info
 from nnkit.values import dtype_name
 
 #: numpy dtype name -> tract's datum type mnemonic in a fact ("2,3,f32").
@@ -69,70 +74,111 @@ def tract_reason(error: BaseException) -> str:
     return f"{head}: {innermost}"
 
 
-class TractBackend(Backend):
+@dataclass(frozen=True, slots=True)
+class TractRun:
+    """The runnable typed for the feeds' shapes, and the feeds in input order."""
+
+    runnable: Any
+    arrays: list[np.ndarray]
+
+
+class TractBackend(Backend[TractRun, list[Any]]):
     """tract on the CPU; ``threads`` is ignored (tract runs on the calling thread)."""
 
     name: ClassVar[str] = "tract"
     requirement: ClassVar[str] = REQUIREMENTS["tract"]
 
-    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
-        super().__init__(path, threads=threads)
-        self._symbolic: Any = None
-        self._symbolic_error: str | None = None
-        self._concrete: dict[Signature, Any] = {}
-        self._workdir: tempfile.TemporaryDirectory | None = None
-        self._untyped: Path | None = None
+    #: Shape signature -> the runnable that runs it (set by ``load``).
+    _runnables: dict[Signature, Any]
+    #: The model typed with its declared shapes, or why tract cannot type it so.
+    _symbolic: Any = None
+    _symbolic_error: str | None = None
+    #: The copy of the file without its shape hints, and its folder.
+    _untyped: Path | None = None
+    _untyped_dir: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
     def probe(cls) -> str:
         return run_probe(cls, _tract().version())
 
     def load_impl(self) -> None:
+        """Parse the file (typing it waits for the feeds' shapes)."""
         tract = _tract()
-        self._concrete = {}
-        self._symbolic = None
-        self._symbolic_error = None
+        self._runnables = {}
+        self._symbolic = self._symbolic_error = None
         try:
-            model = tract.onnx().load(str(self.path))
+            tract.onnx().load(str(self.runtime_path))
         except tract.TractError as e:
-            raise self._error(f"cannot load {self.path}", e) from e
-        try:
-            self._symbolic = model.into_model().into_runnable()
-        except tract.TractError as e:  # maybe typed with concrete shapes, at run time
-            self._symbolic_error = tract_reason(e)
+            raise self.error(f"cannot load {self.path}", e) from e
 
-    def _error(self, what: str, cause: BaseException, extra: str = "") -> BackendError:
+    def error(self, what: str, cause: BaseException, extra: str = "") -> BackendError:
+        """A TractError in one line (:func:`tract_reason`); others as every backend's."""
+        if type(cause).__name__ != "TractError":
+            return super().error(what, cause)
         return BackendError(
             f"tract: {what}: {tract_reason(cause)}{extra}",
             backend=self.name,
             model_path=str(self.path),
         )
 
-    def _concrete_runnable(self, feeds: dict[str, np.ndarray]) -> Any:
-        """The runnable typed with the feeds' shapes, built once per shape signature."""
+    def prepare_impl(self, feeds: dict[str, Any]) -> TractRun:
+        arrays = self._arrays(feeds)
+        return TractRun(self._runnable(feeds), arrays)
+
+    def run_prepared(self, prepared: TractRun) -> list[Any]:
+        return prepared.runnable.run(prepared.arrays)
+
+    def fetch(self, result: list[Any]) -> dict[str, np.ndarray]:
+        if len(result) != len(self.outputs):
+            raise BackendError(
+                f"tract: {self.path} gives {len(result)} outputs, the file declares "
+                f"{len(self.outputs)}",
+                backend=self.name,
+                model_path=str(self.path),
+            )
+        return {o.name: v.to_numpy() for o, v in zip(self.outputs, result, strict=True)}
+
+    def _runnable(self, feeds: dict[str, np.ndarray]) -> Any:
+        """The runnable for the feeds' shapes: typed with them (built once per shape
+        signature), else with the file's declared shapes."""
         tract = _tract()
         signature = tuple(tuple(feeds[i.name].shape) for i in self.inputs)
-        runnable = self._concrete.get(signature)
-        if runnable is None:
-            try:
-                model = tract.onnx().load(str(self._untyped_copy()))
-                for index, info in enumerate(self.inputs):
-                    dims = ",".join(str(d) for d in feeds[info.name].shape)
-                    datum = _DATUM.get(info.dtype, info.dtype)
-                    model.set_input_fact(index, f"{dims},{datum}" if dims else datum)
-                for index in range(model.output_count()):
-                    model.set_output_fact(index, None)  # let tract infer them from the inputs
-                runnable = model.into_model().into_runnable()
-            except tract.TractError as e:
-                extra = (
-                    f" (with its declared shapes: {self._symbolic_error})"
-                    if self._symbolic_error
-                    else ""
-                )
+        runnable = self._runnables.get(signature)
+        if runnable is not None:
+            return runnable
+        try:
+            runnable = self._concrete(feeds)
+        except tract.TractError as e:
+            runnable = self._declared()
+            if runnable is None:
                 what = f"cannot load {self.path} at input shapes {list(signature)}"
-                raise self._error(what, e, extra) from e
-            self._concrete[signature] = runnable
+                extra = f" (with its declared shapes: {self._symbolic_error})"
+                raise self.error(what, e, extra) from e
+        self._runnables[signature] = runnable
         return runnable
+
+    def _concrete(self, feeds: dict[str, np.ndarray]) -> Any:
+        """The model typed with the feeds' shapes (the file without its shape hints)."""
+        model = _tract().onnx().load(str(self._untyped_copy()))
+        for index, info in enumerate(self.inputs):
+            dims = ",".join(str(d) for d in feeds[info.name].shape)
+            datum = _DATUM.get(info.dtype, info.dtype)
+            model.set_input_fact(index, f"{dims},{datum}" if dims else datum)
+        for index in range(model.output_count()):
+            model.set_output_fact(index, None)  # let tract infer them from the inputs
+        return model.into_model().into_runnable()
+
+    def _declared(self) -> Any:
+        """The model typed with the shapes the file declares, built once; None (the
+        reason kept) where tract cannot type it so."""
+        tract = _tract()
+        if self._symbolic is None and self._symbolic_error is None:
+            try:
+                model = tract.onnx().load(str(self.runtime_path))
+                self._symbolic = model.into_model().into_runnable()
+            except tract.TractError as e:
+                self._symbolic_error = tract_reason(e)
+        return self._symbolic
 
     def _untyped_copy(self) -> Path:
         """The file without its intermediate shape annotations (``value_info``).
@@ -145,28 +191,17 @@ class TractBackend(Backend):
         if self._untyped is None:
             import onnx
 
-            proto = onnx.load(str(self.path), load_external_data=False)
-            if not proto.graph.value_info or any(
+            proto = onnx.load(str(self.runtime_path), load_external_data=False)
+            external = any(
                 t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
-            ):
-                self._untyped = self.path
+            )
+            if external or not strip_value_info(proto):
+                self._untyped = self.runtime_path
             else:
-                del proto.graph.value_info[:]
-                self._workdir = tempfile.TemporaryDirectory(prefix="nnkit-tract-")
-                self._untyped = Path(self._workdir.name) / self.path.name
+                self._untyped_dir = tempfile.TemporaryDirectory(prefix="nnkit-tract-")
+                self._untyped = Path(self._untyped_dir.name) / self.path.name
                 onnx.save(proto, str(self._untyped))
         return self._untyped
-
-    def prepare_impl(self, feeds: dict[str, np.ndarray]) -> tuple[Any, list[np.ndarray]]:
-        """The runnable typed with the feeds' concrete shapes, as tract runs fastest;
-        the symbolic one where tract cannot type the model with concrete shapes."""
-        arrays = self._arrays(feeds)
-        try:
-            return self._concrete_runnable(feeds), arrays
-        except BackendError:
-            if self._symbolic is None:
-                raise
-            return self._symbolic, arrays
 
     def _arrays(self, feeds: dict[str, Any]) -> list[np.ndarray]:
         """The feeds in input order, C-contiguous with their rank kept (a scalar ``If``
@@ -191,44 +226,13 @@ class TractBackend(Backend):
                     backend=self.name,
                     model_path=str(self.path),
                 )
-            arrays.append(contiguous(value))
+            arrays.append(contiguous(cast(np.ndarray, value)))
         return arrays
 
-    def run_prepared(self, prepared: Any) -> Any:
-        runnable, arrays = prepared
-        return runnable.run(arrays)
-
-    def fetch(self, result: Any) -> dict[str, np.ndarray]:
-        return self._named(result)
-
-    def run_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tract = _tract()
-        arrays = self._arrays(feeds)
-        if self._symbolic is not None and not self._concrete:
-            try:
-                return self._named(self._symbolic.run(arrays))
-            except tract.TractError as e:  # typed, but cannot run symbolic: go concrete
-                self._symbolic, self._symbolic_error = None, tract_reason(e)
-        runnable = self._concrete_runnable(feeds)
-        try:
-            return self._named(runnable.run(arrays))
-        except tract.TractError as e:
-            raise self._error(f"cannot run {self.path}", e) from e
-
-    def _named(self, values: list[Any]) -> dict[str, np.ndarray]:
-        if len(values) != len(self.outputs):
-            raise BackendError(
-                f"tract: {self.path} gives {len(values)} outputs, the file declares "
-                f"{len(self.outputs)}",
-                backend=self.name,
-                model_path=str(self.path),
-            )
-        return {o.name: v.to_numpy() for o, v in zip(self.outputs, values, strict=True)}
-
     def close_impl(self) -> None:
-        self._symbolic = None
-        self._concrete = {}
+        self._runnables = {}
+        self._symbolic = self._symbolic_error = None
         self._untyped = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+        if self._untyped_dir is not None:
+            self._untyped_dir.cleanup()
+            self._untyped_dir = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from nnkit.backends import BENCH_NAMES
 from nnkit.commands._options import (
     MAX_ITERATIONS,
     MAX_SECONDS,
@@ -23,8 +24,9 @@ from nnkit.commands._options import (
 )
 from nnkit.errors import EXIT_FAILED, EXIT_OK, NnkitError
 
-#: The backend names, listed here so ``--help`` imports no runtime.
-BACKEND_NAMES = ["torch", "cpu", "cuda", "tensorrt", "openvino", "tract", "reference"]
+#: The ``--backends`` choices: the PyTorch reference, then every backend (the registry
+#: imports no runtime, so ``--help`` stays light).
+BACKEND_NAMES = list(BENCH_NAMES)
 
 
 #: The largest batch size: inputs beyond it would not fit in memory anyway.

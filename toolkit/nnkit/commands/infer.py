@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from nnkit.backends import ONNX_NAMES, TORCH
 from nnkit.commands._options import (
     MAX_ITERATIONS,
     MAX_WARMUP,
@@ -23,13 +24,13 @@ from nnkit.spec import split_name
 if TYPE_CHECKING:
     from nnkit.infer import InferResult, OutputStats
 
-#: ``--provider`` choices: every backend but torch, which runs PyTorch models only.
-PROVIDERS = ("cpu", "cuda", "tensorrt", "openvino", "tract", "reference")
+#: ``--provider`` choices: every backend (torch is the reference, which runs PyTorch models).
+PROVIDERS = ONNX_NAMES
 
 
 def _provider(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value not in PROVIDERS:
-        why = " (torch runs PyTorch models: use nnkit parity)" if value == "torch" else ""
+        why = " (torch runs PyTorch models: use nnkit parity)" if value == TORCH else ""
         raise click.BadParameter(
             f"unknown provider {value!r}{why}: valid providers are {', '.join(PROVIDERS)}"
         )

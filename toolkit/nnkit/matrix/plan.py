@@ -27,8 +27,6 @@ from nnkit.matrix.cases import ParityRequestError, ShapeCase, case_to_dict, load
 from nnkit.matrix.results import cell_id
 from nnkit.spec import TensorSpec
 
-#: The PyTorch reference: never a backend under test.
-REFERENCE = "torch"
 #: The id of the artifact an ``--onnx`` file is.
 FILE_ARTIFACT = "file"
 #: Exporter label of an ``--onnx`` file whose metadata does not name its exporter.
@@ -368,16 +366,16 @@ def model_inputs(spec: ModelSpec, stamped: tuple[TensorSpec, ...]) -> tuple[Tens
 
 def select_backends(names: Sequence[str] | None) -> list[str]:
     """The backends to check: those named (each probed, refused if it cannot run here),
-    or every backend that runs here, the reference aside.
+    or every ONNX backend that runs here.
 
     Raises:
         NnkitError: an unknown name, or ``torch`` (the reference).
         BackendUnavailableError: a backend named that cannot run here, with the reason.
     """
-    from nnkit.backends import BACKENDS, available, check_name, require
+    from nnkit.backends import available, check_name, require
 
     if names is None:
-        found = available([n for n in BACKENDS if n != REFERENCE])
+        found = available()
         usable = [n for n, reason in found.items() if reason is None]
         if not usable:
             reasons = "; ".join(r for r in found.values() if r)
@@ -387,12 +385,7 @@ def select_backends(names: Sequence[str] | None) -> list[str]:
     if not chosen:
         raise ParityRequestError("no backends given")
     for name in chosen:
-        check_name(name)
-        if name == REFERENCE:
-            raise ParityRequestError(
-                f"{REFERENCE!r} is the reference every backend is compared with, not a backend "
-                f"to check; choose from {', '.join(n for n in BACKENDS if n != REFERENCE)}"
-            )
+        check_name(name)  # torch, the reference, is refused with its own message
     for name in chosen:
         require(name)
     return chosen

@@ -5,7 +5,7 @@
   a file whose hints disagree with shape inference.
 - :func:`strip_stack_traces`: drop the dynamo exporter's per-node Python stack traces.
 - :func:`set_metadata`: set the model's metadata, replacing keys of a prefix.
-- :func:`add_outputs`: expose intermediate values as graph outputs.
+- :func:`expose`, :func:`add_outputs`: intermediate values as graph outputs.
 - :func:`extract_subgraph`: the part of the graph between chosen values, as a model.
 
 The strips and :func:`set_metadata` change the model in place; :func:`add_outputs` and
@@ -82,28 +82,48 @@ def set_metadata(
     _replace_props(model.metadata_props, [*kept, *values.items()])
 
 
-def add_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
-    """A copy of ``model`` that also outputs the values ``names``, after its own outputs.
+def expose(model: onnx.ModelProto, names: Iterable[str], *, where: str = "") -> onnx.ModelProto:
+    """A copy of ``model`` whose outputs are exactly the values ``names``, in that order.
 
-    Each is a value of the main graph: an intermediate value, a graph input or an
-    initializer (a name already an output is left as it is). Its type comes from the
-    file's declarations and hints, else from ONNX shape inference.
+    What a backend loads to return chosen values (``Backend(path, outputs=[...])``).
+    Each is a value of the main graph: a graph input, an initializer, an intermediate
+    value or an output (a value inside an If/Loop body is not). It keeps the type the
+    file declares or hints; else the type ONNX shape inference finds; else none (the
+    runtime then infers it).
 
     Raises:
-        GraphEditError: a name that is no value of the main graph (a value inside an
-            If/Loop body cannot be an output), or one whose type neither the file nor
-            shape inference gives.
+        GraphEditError: no name, or a name that is no value of the main graph (the message
+            lists the values there are).
     """
     import onnx
 
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        raise GraphEditError(f"no value named to expose{_of(where)}: give at least one")
+    _require_values(model.graph, wanted, where=where)
+    types = _value_types(model, wanted, strict=False)
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    present = {o.name for o in out.graph.output}
-    wanted = [n for n in dict.fromkeys(names) if n not in present]
-    _require_values(out.graph, wanted)
-    types = _value_types(out, wanted)
+    del out.graph.output[:]
     out.graph.output.extend(types[n] for n in wanted)
     return out
+
+
+def add_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also outputs the values ``names``, after its own outputs.
+
+    As :func:`expose`, with the model's own outputs first (a name already an output is
+    left as it is), and every added value typed.
+
+    Raises:
+        GraphEditError: a name that is no value of the main graph, or one whose type
+            neither the file nor shape inference gives.
+    """
+    present = [o.name for o in model.graph.output]
+    wanted = [n for n in dict.fromkeys(names) if n not in present]
+    _require_values(model.graph, wanted)
+    _value_types(model, wanted, strict=True)  # every added value has a type, or refused
+    return expose(model, [*present, *wanted])
 
 
 def extract_subgraph(
@@ -201,7 +221,7 @@ def _value_names(graph: onnx.GraphProto) -> dict[str, None]:
     return dict.fromkeys(names)
 
 
-def _require_values(graph: onnx.GraphProto, names: Iterable[str]) -> None:
+def _require_values(graph: onnx.GraphProto, names: Iterable[str], *, where: str = "") -> None:
     known = _value_names(graph)
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -209,17 +229,22 @@ def _require_values(graph: onnx.GraphProto, names: Iterable[str]) -> None:
         more = f", ... ({len(known)} in all)" if len(known) > _SHOWN else ""
         raise GraphEditError(
             f"{', '.join(map(repr, unknown))} "
-            f"{'is no value' if len(unknown) == 1 else 'are no values'} of the main graph; "
-            f"its values are {', '.join(map(repr, shown))}{more}"
+            f"{'is no value' if len(unknown) == 1 else 'are no values'} of the main graph"
+            f"{_of(where)}; its values are {', '.join(map(repr, shown))}{more}"
         )
 
 
-def _value_types(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, Any]:
-    """A typed ``ValueInfoProto`` for each of ``names``: the file's declaration or hint,
-    an initializer's type, else what ONNX shape inference gives.
+def _of(where: str) -> str:
+    return f" of {where}" if where else ""
+
+
+def _value_types(model: onnx.ModelProto, names: Sequence[str], *, strict: bool) -> dict[str, Any]:
+    """A ``ValueInfoProto`` for each of ``names``: the file's declaration or hint, an
+    initializer's type, else what ONNX shape inference gives (a dim it names ``unk__N``
+    is one it does not know: left unnamed); else, unless ``strict``, an untyped one.
 
     Raises:
-        GraphEditError: a value no source types.
+        GraphEditError: ``strict``, and a value no source types.
     """
     import onnx
     from onnx import helper
@@ -233,22 +258,26 @@ def _value_types(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, Any]
         found.setdefault(t.name, helper.make_tensor_value_info(t.name, t.data_type, t.dims))
     if any(n not in found for n in names):
         try:
-            inferred = onnx.shape_inference.infer_shapes(model).graph.value_info
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False).graph.value_info
         except Exception:  # too large, or a graph inference cannot follow: no more types
             inferred = []
         for v in inferred:
             if v.type.WhichOneof("value"):
+                for d in v.type.tensor_type.shape.dim if v.type.HasField("tensor_type") else ():
+                    if d.dim_param.startswith("unk__"):
+                        d.ClearField("dim_param")
                 found.setdefault(v.name, v)
     untyped = [n for n in names if n not in found]
-    if untyped:
+    if untyped and strict:
         raise GraphEditError(
             f"value{'s' if len(untyped) > 1 else ''} {', '.join(map(repr, untyped))} "
             "has no type: the file declares none and ONNX shape inference infers none"
         )
     out = {}
     for n in names:
-        v = onnx.ValueInfoProto()
-        v.CopyFrom(found[n])
+        v = onnx.ValueInfoProto(name=n)
+        if n in found:
+            v.CopyFrom(found[n])
         out[n] = v
     return out
 
