@@ -104,7 +104,7 @@ def test_an_unknown_value_is_refused_listing_the_values(backend_name, zoo_file):
     with pytest.raises(NnkitError) as info:
         backend.load()
     message = info.value.format_message()
-    assert message.startswith("outputs=: no value 'nope' in the graph of ")
+    assert message.startswith("'nope' is no value of the main graph of ")
     assert "its values are 'x', " in message and "'y'" in message
     with pytest.raises(NnkitError, match="give at least one"):
         backend_class(backend_name)(zoo_file("linear", "dynamo"), outputs=[]).load()

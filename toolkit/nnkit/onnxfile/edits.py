@@ -171,7 +171,7 @@ def extract_subgraph(
             f"{'s' if len(loose) > 1 else ''} {', '.join(map(repr, loose))}: add "
             f"{'them' if len(loose) > 1 else 'it'} to the subgraph's inputs"
         )
-    types = _value_types(model, [*inputs, *outputs])
+    types = _value_types(model, [*inputs, *outputs], strict=True)
     boundary = {*inputs, *outputs}
     hints = [v for v in graph.value_info if v.name not in boundary and v.name in _produced(nodes)]
     sub = helper.make_graph(
