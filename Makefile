@@ -3,7 +3,7 @@
 #   make parity   export the zoo and run the parity matrix on the runtimes present,
 #                 reports in reports/ (the main job)
 #   make test     the test suite
-#   make lint     ruff check and format check
+#   make lint     ruff check, format check and mypy
 #   make dist-check  build the sdist and the wheel, twine check them, install the wheel
 #                 into a fresh venv and run nnkit from it (.ci/dist-check says how)
 #
@@ -34,6 +34,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -267,7 +267,7 @@ def bench_file(
     settings = {"warmup": warmup, "iterations": iterations, "seconds": seconds}
     with Worker("runtimes") as runtimes:
         for backend_name in backends:
-            base = {"model": name, "backend": backend_name, "threads": threads}
+            base: dict[str, Any] = {"model": name, "backend": backend_name, "threads": threads}
             if progress:
                 progress(f"{backend_name}: creating the session, then batch {batches[0]}...")
             runner = torch_model if backend_name == "torch" else runtimes
@@ -314,7 +314,7 @@ def bench_file(
         machine=machine,
         results=results,
         load=load,
-        warnings=trust_warnings(load, machine.logical_cores, results),
+        warnings=trust_warnings(load, machine.logical_cores or 1, results),
         environment=environment(backends),
     )
 

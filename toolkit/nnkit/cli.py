@@ -162,7 +162,7 @@ class LazyGroup(click.Group):
         stdout or stderr (a pipe into ``head``) does not lose the exit status.
         """
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         handlers = {sig: signal.getsignal(sig) for sig in (*CLEANUP_SIGNALS, signal.SIGINT)}
         main_thread = threading.current_thread() is threading.main_thread()
         streams: dict[str, Any] = {}
@@ -171,7 +171,7 @@ class LazyGroup(click.Group):
                 for sig in CLEANUP_SIGNALS:
                     signal.signal(sig, _on_signal)
             streams = _guard_streams()
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.UsageError as e:
             hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
             click.echo(f"Error: {' '.join(e.format_message().split())}{hint}", err=True)

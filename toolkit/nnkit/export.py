@@ -171,6 +171,7 @@ def _export_dynamo(
         dynamic_shapes=shapes if any(dynamic) else None,
         opset_version=opset,
     )
+    assert program is not None  # dynamo=True always returns the program
     program.save(str(tmp), external_data=False)
 
 

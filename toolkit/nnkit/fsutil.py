@@ -336,7 +336,7 @@ def temporary_folder(prefix: str, *, dir: str | Path | None = None) -> Iterator[
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _hold_signals() -> set[signal.Signals] | None:
+def _hold_signals() -> set[int | signal.Signals] | None:
     if threading.current_thread() is not threading.main_thread() or not hasattr(
         signal, "pthread_sigmask"
     ):
@@ -344,6 +344,6 @@ def _hold_signals() -> set[signal.Signals] | None:
     return signal.pthread_sigmask(signal.SIG_BLOCK, _DEFERRED)
 
 
-def _release_signals(held: set[signal.Signals] | None) -> None:
+def _release_signals(held: set[int | signal.Signals] | None) -> None:
     if held is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)

@@ -244,19 +244,24 @@ def run_file(
         )
     check_name(provider)
     declared, _ = read_io(path)
+    bound: dict[str, Any]
     if feeds is None:
-        feeds, source, used_seed = random_feeds(declared, shapes=shapes, seed=seed), "random", seed
+        bound, source, used_seed = (
+            dict(random_feeds(declared, shapes=shapes, seed=seed)),
+            "random",
+            seed,
+        )
     else:
         if shapes:
             raise SpecError("--shape sizes generated inputs; inputs given as files keep theirs")
-        feeds, source, used_seed = bind_values(declared, feeds), "file", None
-    check_feeds(declared, feeds)
+        bound, source, used_seed = dict(bind_values(declared, feeds)), "file", None
+    check_feeds(declared, bound)
     with backend_class(provider)(path, threads=threads) as backend:
-        outputs = backend.run(feeds)
+        outputs = backend.run(bound)
         timing = (
-            time_runs(backend, feeds, warmup=warmup, iterations=iterations) if iterations else None
+            time_runs(backend, bound, warmup=warmup, iterations=iterations) if iterations else None
         )
-    return InferResult(str(path), provider, feeds, source, used_seed, outputs, timing)
+    return InferResult(str(path), provider, bound, source, used_seed, outputs, timing)
 
 
 def run_file_isolated(

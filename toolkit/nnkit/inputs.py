@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
@@ -378,7 +378,7 @@ def _npz_headers(path: Path) -> list[tuple[str, tuple[int, ...], np.dtype, int]]
     return found
 
 
-def _npy_header(f: BinaryIO, what: str) -> tuple[tuple[int, ...], np.dtype, int]:
+def _npy_header(f: IO[bytes], what: str) -> tuple[tuple[int, ...], np.dtype, int]:
     """Shape, dtype and header length of the ``.npy`` array at ``f``'s position."""
     version = np.lib.format.read_magic(f)
     readers = {

@@ -84,8 +84,8 @@ def probe_output_dims(model: ResolvedModel) -> ProbedDims:
     other = shapes({}, seed=1)
     sizes: dict[str, tuple[int | None, ...]] = {}
     if base is not None and other is not None and len(other) == len(base):
-        for name, a, b in zip(model.outputs, base, other, strict=True):
-            sizes[name] = tuple(x if x == y else None for x, y in zip(a, b, strict=False))
+        for name, seen, again in zip(model.outputs, base, other, strict=True):
+            sizes[name] = tuple(x if x == y else None for x, y in zip(seen, again, strict=False))
     return ProbedDims(axes, derived, sizes)
 
 

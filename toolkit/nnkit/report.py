@@ -112,20 +112,20 @@ def problems(report: ParityReport) -> list[str]:
                 blocks.append(key)
             shared[key].append(cell.backend)
             continue
-        block = [f"{cell.model} / {cell.artifact} / {cell.backend}: {cell.status}"]
+        lines = [f"{cell.model} / {cell.artifact} / {cell.backend}: {cell.status}"]
         for r in cell.results:
             if not r:
-                block.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
-        blocks.append(block)
-    lines: list[str] = []
+                lines.extend(_indent(f"case {r.case} ({r.status}): {r.message}", 2))
+        blocks.append(lines)
+    out: list[str] = []
     for block in blocks:
         if isinstance(block, list):
-            lines.extend(block)
+            out.extend(block)
             continue
         model, artifact, status, message = block
-        lines.append(f"{model} / {artifact} / {', '.join(shared[block])}: {status}")
-        lines.extend(_indent(f"all cases: {message}", 2))
-    return lines
+        out.append(f"{model} / {artifact} / {', '.join(shared[block])}: {status}")
+        out.extend(_indent(f"all cases: {message}", 2))
+    return out
 
 
 def warnings(report: ParityReport) -> list[str]:

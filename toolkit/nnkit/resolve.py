@@ -215,7 +215,7 @@ def _example_specs(
                 f"model {model!r}: dynamic axis {bad[0]!r} of {key!r} is not one of its "
                 f"{t.dim()} axes"
             )
-        dims = []
+        dims: list[int | Dim] = []
         for axis, size in enumerate(t.shape):
             label = axes.get(axis)
             if label is None:

@@ -246,7 +246,7 @@ def bind_values(
     missing = []
     for info in declared:
         value = _bind_one(info, given, used, names, what=what)
-        if value is _MISSING:
+        if isinstance(value, _Missing):
             missing.append(info.name)
         else:
             out[info.name] = value

@@ -162,14 +162,17 @@ def command(
 
 def _describe(value: object) -> str:
     """An input value in a few words: ``[2, 3] float32``, ``seq of 2 int64``, ``none``."""
+    import numpy as np
+
     from nnkit.values import dtype_name, value_dtype
 
     if value is None:
         return "none (empty optional)"
     if isinstance(value, list):
         return f"seq of {len(value)} {value_dtype(value)}"
-    arr = value if hasattr(value, "shape") else None
-    return f"{list(arr.shape)} {dtype_name(arr)}" if arr is not None else type(value).__name__
+    if isinstance(value, np.ndarray):
+        return f"{list(value.shape)} {dtype_name(value)}"
+    return type(value).__name__
 
 
 def _rows(stats: list[OutputStats]) -> list[list[object]]:
@@ -221,11 +224,11 @@ def _render(result: InferResult, save: Path | None) -> None:
     for line in _strings(stats):
         click.echo(line)
     if result.timing:
-        t, s = result.timing, result.timing.stats
+        t, latency = result.timing, result.timing.stats
         click.echo(
-            f"latency over {s.iterations} runs (first run {t.first_run_ms:.3f} ms, then "
-            f"{t.warmup} warmup): p50 {s.p50_ms:.3f} ms  p90 {s.p90_ms:.3f} ms  "
-            f"p99 {s.p99_ms:.3f} ms  mean {s.mean_ms:.3f} ms"
+            f"latency over {latency.iterations} runs (first run {t.first_run_ms:.3f} ms, "
+            f"then {t.warmup} warmup): p50 {latency.p50_ms:.3f} ms  p90 {latency.p90_ms:.3f} "
+            f"ms  p99 {latency.p99_ms:.3f} ms  mean {latency.mean_ms:.3f} ms"
         )
     if save is not None:
         click.echo(f"saved {len(result.outputs)} outputs to {save}")

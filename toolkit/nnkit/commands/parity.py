@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -217,7 +217,7 @@ def command(
         check_writable(path)  # before the slow part
     sources = model_files(*models) + ([("--onnx", onnx_file)] if onnx_file else [])
     check_distinct([(option, path) for option, path, _ in writers], sources)
-    request_options = {
+    request_options: dict[str, Any] = {
         "exporters": exporters,
         "backends": backends,
         "onnx": onnx_file,
@@ -226,7 +226,7 @@ def command(
         "timeout": timeout,
         "trust_metadata": trust_metadata,
     }
-    model_options = {
+    model_options: dict[str, Any] = {
         "inputs": inputs,
         "cases": cases,
         "data": data,

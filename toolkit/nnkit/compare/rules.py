@@ -274,6 +274,7 @@ class Tolerance:
                 axis=axis,
             )
         if atol is None:  # only rtol given: atol stays relative, the rule element-wise
+            assert rtol is not None
             return Check(mode, rel_atol, rtol, relative=True, fallback_atol=rel_atol, axis=axis)
         return Check(mode, atol, rel_rtol if rtol is None else rtol, axis=axis)
 
