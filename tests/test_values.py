@@ -14,18 +14,15 @@ from onnx import TensorProto, helper
 
 from nnkit.backends.base import TensorInfo
 from nnkit.errors import InputError, NnkitError
+from nnkit.npzfile import file_arrays, load_values, save_values, write_npz
 from nnkit.values import (
     LOW_PRECISION,
     META_KEY,
     as_declared,
     bind_values,
-    file_arrays,
     from_bits,
     group_values,
-    load_values,
     pack_bits,
-    save_values,
-    write_npz,
 )
 from tests.conftest import assert_one_line_error, run_cli
 

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from nnkit.backends import probe
-from nnkit.values import load_values
+from nnkit.npzfile import load_values
 from tests.conftest import assert_one_line_error, run_cli, run_nnkit
 from tests.onnx_node import load_case, same
 

@@ -297,7 +297,8 @@ def load_feeds(items: Iterable[tuple[str | None, Path]]) -> dict[str, np.ndarray
         InputError: a file that is missing, not an array, an object array or a pickle,
             truncated, or whose arrays are too large.
     """
-    from nnkit.values import restore_dtypes, sequence_keys_of
+    from nnkit.npzfile import restore_dtypes
+    from nnkit.values import sequence_keys_of
 
     items = list(items)
     declared = [

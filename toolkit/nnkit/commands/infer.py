@@ -149,7 +149,7 @@ def command(
         timeout=timeout,
     )
     if save is not None:
-        from nnkit.values import save_values
+        from nnkit.npzfile import save_values
 
         with atomic_output(save) as tmp:
             save_values(tmp, result.outputs)
