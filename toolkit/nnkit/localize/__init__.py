@@ -119,6 +119,7 @@ def localize_case(
         op_types=list(dict.fromkeys(n.op_type for n in nodes)),
         input_max_abs_diff=divergence.input_max_abs_diff,
         max_abs_diff=point.result.max_abs_diff,
+        nonfinite_mismatches=point.result.nonfinite_mismatches,
         trace=[_trace_point(p) for p in before],
         notes=[*notes, *divergence.notes],
     )

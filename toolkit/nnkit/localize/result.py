@@ -57,6 +57,9 @@ class Localization:
     op_types: list[str] = field(default_factory=list)
     input_max_abs_diff: float | None = None
     max_abs_diff: float | None = None
+    #: Positions of the output where PyTorch and the runtime put NaN/Inf differently
+    #: (``max_abs_diff`` is over the others).
+    nonfinite_mismatches: int = 0
     blame: str | None = None
     agreeing_backends: list[str] = field(default_factory=list)
     repro: Repro | None = None
@@ -88,10 +91,15 @@ class Localization:
             "unknown": self.message or "the runtimes disagree with each other",
         }.get(self.blame or "", "")
         repro = self.repro.onnx if self.repro else "none"
+        nonfinite = (
+            f" and {self.nonfinite_mismatches} NaN/Inf in different places"
+            if self.nonfinite_mismatches
+            else ""
+        )
         return (
             f"first divergence: {self.module or '(the model)'} ({self.module_type}) -> "
             f"{nodes} [{', '.join(self.op_types)}]; {inputs}, output max diff "
-            f"{fmt(self.max_abs_diff)}; blame: {self.blame} ({why}); repro: {repro}"
+            f"{fmt(self.max_abs_diff)}{nonfinite}; blame: {self.blame} ({why}); repro: {repro}"
         )
 
     def to_dict(self) -> dict[str, Any]:

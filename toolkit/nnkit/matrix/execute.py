@@ -114,6 +114,20 @@ def execute(
                     if progress:
                         progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
                 judge_row(row, runs)
+                if request.localize:
+                    from nnkit.localize.cells import localize_row
+
+                    localize_row(
+                        row,
+                        runs,
+                        record,
+                        user=user,
+                        runtimes=runtimes,
+                        request=requests[m.name],
+                        tolerance=tolerance,
+                        folder=folder if request.artifacts is not None else None,
+                        timeout=request.timeout,
+                    )
                 report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
         for record in report.exports:

@@ -82,6 +82,8 @@ class ParityRequest:
     trust_metadata: bool = False
     #: The manifest the request was read from, if any.
     config: Path | None = None
+    #: Localize each mismatching cell's first divergence (:mod:`nnkit.localize`).
+    localize: bool = False
 
     @classmethod
     def from_options(
