@@ -33,11 +33,14 @@ def localize_row(
     tolerance: Tolerance,
     folder: Path | None,
     timeout: float | None,
+    case: str | None = None,
 ) -> None:
-    """Set :attr:`Cell.localization` of every cell of ``row`` that has a mismatch; never
-    raises (a localization that cannot be carried out is an ``error`` localization)."""
+    """Set :attr:`Cell.localization` of every cell of ``row`` that has a mismatch (at
+    ``case``, when given); never raises (a localization that cannot be carried out is an
+    ``error`` localization)."""
     for cell in row:
-        if record.path is None or not any(r.status == "mismatch" for r in cell.results):
+        wanted = [r for r in cell.results if case is None or r.case == case]
+        if record.path is None or not any(r.status == "mismatch" for r in wanted):
             continue
         cell.localization = localize_cell(
             cell,
@@ -49,6 +52,7 @@ def localize_row(
             tolerance=tolerance,
             out=folder / repro_folder(cell) if folder is not None else None,
             timeout=timeout,
+            case=case,
         )
 
 
@@ -70,12 +74,16 @@ def localize_cell(
     tolerance: Tolerance,
     out: Path | None,
     timeout: float | None,
+    case: str | None = None,
 ) -> Localization:
-    """Localize ``cell``'s first mismatching case whose outputs were compared."""
+    """Localize ``cell``'s first mismatching case whose outputs were compared (or its
+    case named ``case``)."""
     from nnkit.localize import localize_case
 
     by_name = {run.case.name: run for run in runs}
-    mismatches = [r for r in cell.results if r.status == "mismatch"]
+    mismatches = [
+        r for r in cell.results if r.status == "mismatch" and (case is None or r.case == case)
+    ]
     chosen = next((r for r in mismatches if r.outputs and r.case in by_name), None)
     if chosen is None:
         first = mismatches[0]
@@ -102,5 +110,5 @@ def localize_cell(
     except Exception as e:  # a bug in nnkit: this localization is an error, the matrix goes on
         return Localization(chosen.case, "error", failure(e).message)
     if found.found and found.repro is None and out is None:
-        found.notes.append("no repro written: keep one with --artifacts DIR")
+        found.notes.append("no repro written: give a folder for it (parity --artifacts DIR, localize --out DIR)")
     return found

@@ -127,6 +127,7 @@ def execute(
                         tolerance=tolerance,
                         folder=folder if request.artifacts is not None else None,
                         timeout=request.timeout,
+                        case=request.localize_case,
                     )
                 report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
