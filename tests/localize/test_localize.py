@@ -1,0 +1,219 @@
+"""Localizing a divergence, on planted faults of each kind and on a real runtime bug.
+
+- export: one middle layer's weight changed in an exported file (both exporters, the
+  zoo's CombinedNN and LSTM, a model with two outputs): every runtime computes the file
+  as it says, so the file is to blame, and the layer is named;
+- runtime: tract computes ``Softplus`` as log(1 + exp(x)), which overflows to inf for
+  large x where PyTorch (and onnxruntime, OpenVINO, the reference evaluator) give x: a
+  real runtime difference, in the middle layer of a small net;
+- a clean file: nothing to localize, exit 0.
+
+Each repro is checked to reproduce with ``nnkit infer`` itself.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from nnkit.values import load_values
+from tests._faults import scale_initializer
+from tests.conftest import assert_one_line_error, run_nnkit
+
+SOFTPLUS_NET = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.act = nn.Softplus()
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x * 100.0)))
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = nn.Sequential(nn.Linear(8, 32), nn.Tanh())
+        self.scores = nn.Linear(32, 4)
+        self.boxes = nn.Linear(32, 2)
+
+    def forward(self, x):
+        h = self.trunk(x)
+        return self.scores(h), self.boxes(h)
+"""
+
+
+@pytest.fixture(scope="module")
+def nets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("nets") / "nets.py"
+    path.write_text(SOFTPLUS_NET)
+    return path
+
+
+def _localize(*args: str, tmp: Path) -> tuple[int, dict, str]:
+    out = tmp / "out.json"
+    done = run_nnkit("localize", *args, "--json", str(out), timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(out.read_text()), done.stdout
+
+
+def _reproduces(repro: dict, backend: str, tmp: Path) -> float:
+    """Run the repro's own command; the max abs diff of what it saves from expected."""
+    command = repro["command"].split()
+    assert command[:3] == ["nnkit", "infer", repro["onnx"]]
+    assert "--provider" in command and backend in command
+    done = run_nnkit(*command[1:], timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = load_values(command[command.index("--save") + 1])
+    expected = load_values(repro["expected"])
+    assert list(got) == list(expected)
+    onnx.checker.check_model(onnx.load(repro["onnx"]))
+    diffs = [np.abs(np.asarray(got[k], np.float64) - expected[k]) for k in expected]
+    return max(float(np.nan_to_num(d, nan=np.inf, posinf=np.inf).max()) for d in diffs)
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_changed_weight_is_blamed_on_the_export(zoo_file, tmp_path: Path, exporter) -> None:
+    bad = scale_initializer(
+        zoo_file("combinednn", exporter), tmp_path / "bad.onnx", name="fc2.weight"
+    )
+    code, report, stdout = _localize(
+        "combinednn",
+        "--onnx",
+        str(bad),
+        "--backend",
+        "cpu",
+        "--out",
+        str(tmp_path / "out"),
+        tmp=tmp_path,
+    )
+    assert code == 1
+    found = report["localization"]
+    assert found["status"] == "found"
+    assert (found["module"], found["module_type"], found["op_types"]) == ("fc2", "Linear", ["Gemm"])
+    assert found["blame"] == "export"
+    assert {"cpu", "reference"} <= set(found["agreeing_backends"])
+    assert found["input_max_abs_diff"] < 1e-4 < found["max_abs_diff"]
+    # the trace: every module before fc2 agrees, in execution order
+    modules = [p["module"] for p in found["trace"]]
+    assert modules == ["conv1", "relu", "pool", "fc1", "relu#2", "fc2"]
+    assert [p["passed"] for p in found["trace"]] == [True] * 5 + [False]
+    assert "first divergence: fc2 (Linear)" in stdout and "blame: export" in stdout
+    repro = found["repro"]
+    assert Path(repro["onnx"]).parent == tmp_path / "out" / "combinednn.file.cpu"
+    assert _reproduces(repro, "cpu", tmp_path) > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("model", "op", "exporter"),
+    [("lstm", "LSTM", "dynamo"), ("lstm", "LSTM", "torchscript"), ("gru", "GRU", "dynamo")],
+)
+def test_a_recurrent_layer_is_found_in_its_module(
+    zoo_file, tmp_path: Path, model: str, op: str, exporter: str
+) -> None:
+    src = zoo_file(model, exporter)
+    last = [n for n in onnx.load(str(src)).graph.node if n.op_type == op][-1]
+    bad = scale_initializer(src, tmp_path / "bad.onnx", name=last.input[2])  # R, last layer
+    code, report, _ = _localize(model, "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path)
+    assert code == 1
+    found = report["localization"]
+    assert (found["module"], found["module_type"], found["blame"]) == ("rnn", op, "export")
+    assert op in found["op_types"]
+    # the tuple's first tensor (output) is the first traced; h_n (and c_n) come after it
+    assert found["trace"][-1]["module"] == "rnn[0]"
+    assert found["repro"] is None  # no --out
+
+
+def test_a_model_with_two_outputs(nets: Path, tmp_path: Path) -> None:
+    ref = f"{nets}:TwoHeads"
+    src = tmp_path / "heads.onnx"
+    done = run_nnkit("export", ref, "--input", "x:batch=2x8", "-o", str(src), timeout=300)
+    assert done.returncode == 0, done.stderr
+    bad = scale_initializer(src, tmp_path / "bad.onnx", name="boxes.weight")
+    code, report, _ = _localize(
+        ref, "--input", "x:batch=2x8", "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path
+    )
+    assert code == 1
+    found = report["localization"]
+    assert (found["module"], found["module_type"], found["blame"]) == ("boxes", "Linear", "export")
+    passed = {p["module"]: p["passed"] for p in found["trace"]}
+    assert passed["scores"] and passed["trunk"]
+
+
+def test_a_real_runtime_difference_is_blamed_on_the_runtime(nets: Path, tmp_path: Path) -> None:
+    """tract's Softplus overflows where the others do not; parity --localize says so in
+    every report."""
+    from nnkit.backends import probe
+
+    for backend in ("tract", "cpu"):
+        if not probe(backend):
+            pytest.skip(f"{backend} does not run here")
+    art = tmp_path / "art"
+    files = {k: tmp_path / f"report.{k}" for k in ("json", "md", "xml")}
+    done = run_nnkit(
+        "parity", f"{nets}:Net", "--input", "x:batch=2x8", "--exporters", "torchscript",
+        "--backends", "cpu,tract", "--localize", "--artifacts", str(art),
+        "--json", str(files["json"]), "--markdown", str(files["md"]), "--junit",
+        str(files["xml"]), timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    cells = {c["backend"]: c for c in json.loads(files["json"].read_text())["cells"]}
+    assert "localization" not in cells["cpu"]  # it passes
+    found = cells["tract"]["localization"]
+    assert found["status"] == "found"
+    assert (found["module"], found["module_type"], found["op_types"]) == (
+        "act",
+        "Softplus",
+        ["Softplus"],
+    )
+    assert found["blame"] == "runtime" and "cpu" in found["agreeing_backends"]
+    assert found["nonfinite_mismatches"] > 0
+    assert [p["module"] for p in found["trace"]] == ["fc1", "act"]
+    assert "first divergence: act (Softplus)" in done.stdout
+    for f in ("md", "xml"):
+        assert "first divergence: act (Softplus)" in files[f].read_text()
+    assert np.isinf(_reproduces(found["repro"], "tract", tmp_path))
+    assert Path(found["repro"]["onnx"]).is_relative_to(art)
+
+
+def test_a_clean_file_has_nothing_to_localize(zoo_file, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, report, stdout = _localize(
+        "combinednn", "--onnx", str(zoo_file("combinednn", "torchscript")), "--backend", "cpu",
+        "--out", str(out), tmp=tmp_path,
+    )  # fmt: skip
+    assert code == 0
+    assert report["status"] == "pass" and report["localization"] is None
+    assert "no divergence" in stdout
+    assert not (out / "combinednn.file.cpu").exists()
+
+
+def test_what_cannot_be_localized_is_one_line(zoo_file, tmp_path: Path) -> None:
+    bad = scale_initializer(zoo_file("combinednn"), tmp_path / "bad.onnx", name="fc2.weight")
+    done = run_nnkit("localize", "combinednn", "--onnx", str(bad), "--backend", "cpu",
+                     "--case", "batch=7", timeout=300)  # fmt: skip
+    assert_one_line_error(done, "'batch=7'", "'batch=2'")
+    done = run_nnkit("localize", "combinednn", "--backend", "torch", timeout=60)
+    assert_one_line_error(done, "torch")
+
+
+def test_assert_parity_says_where(zoo_file, tmp_path: Path) -> None:
+    from nnkit.testing import assert_parity
+
+    bad = scale_initializer(zoo_file("combinednn"), tmp_path / "bad.onnx", name="fc1.weight")
+    with pytest.raises(AssertionError) as caught:
+        assert_parity("combinednn", onnx=bad, backends=["cpu"], localize=True)
+    assert "first divergence: fc1 (Linear)" in str(caught.value)
+    assert "blame: export" in str(caught.value)
