@@ -52,6 +52,17 @@ class TwoHeads(nn.Module):
     def forward(self, x):
         h = self.trunk(x)
         return self.scores(h), self.boxes(h)
+
+
+class Functional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)) * 3.0)
 """
 
 
@@ -150,6 +161,26 @@ def test_a_model_with_two_outputs(nets: Path, tmp_path: Path) -> None:
     assert (found["module"], found["module_type"], found["blame"]) == ("boxes", "Linear", "export")
     passed = {p["module"]: p["passed"] for p in found["trace"]}
     assert passed["scores"] and passed["trunk"]
+
+
+def test_functional_code_is_put_at_the_enclosing_module(nets: Path, tmp_path: Path) -> None:
+    """The model's own ``* 3.0`` (no module of its own) is wrong in the file: the
+    divergence is put at the model, saying why, with the nodes that compute it."""
+    ref = f"{nets}:Functional"
+    src = tmp_path / "fn.onnx"
+    done = run_nnkit("export", ref, "--input", "x:batch=2x8", "-o", str(src), timeout=300)
+    assert done.returncode == 0, done.stderr
+    (scalar,) = [t.name for t in onnx.load(str(src)).graph.initializer if not t.dims]
+    bad = scale_initializer(src, tmp_path / "bad.onnx", name=scalar)
+    code, report, stdout = _localize(
+        ref, "--input", "x:batch=2x8", "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path
+    )
+    assert code == 1
+    found = report["localization"]
+    assert (found["module"], found["module_type"], found["blame"]) == ("", "Functional", "export")
+    assert found["op_types"] == ["Tanh", "Mul", "Gemm"]
+    assert any("nearest enclosing module" in n for n in found["notes"])
+    assert "first divergence: (the model) (Functional)" in stdout
 
 
 def test_a_real_runtime_difference_is_blamed_on_the_runtime(nets: Path, tmp_path: Path) -> None:

@@ -25,6 +25,32 @@ def test_a_report_reads_back_from_its_json_unchanged(report) -> None:
     assert bool(again) == bool(report) and again.exit_code == report.exit_code
 
 
+def test_a_localization_reads_back_from_the_json(report) -> None:
+    from nnkit.localize import Localization, Repro, TracePoint
+
+    data = json.loads(json.dumps(to_json(report)))
+    assert all("localization" not in c for c in data["cells"])  # only localized cells
+    found = Localization(
+        "batch=2",
+        "found",
+        module="rnn",
+        module_type="LSTM",
+        onnx_nodes=["/rnn/LSTM"],
+        op_types=["LSTM"],
+        input_max_abs_diff=0.0,
+        max_abs_diff=0.5,
+        blame="export",
+        agreeing_backends=["cpu", "reference"],
+        repro=Repro("r.onnx", "i.npz", "e.npz", "nnkit infer r.onnx"),
+        trace=[TracePoint("rnn[0]", "output", 0.5, False)],
+    )
+    data["cells"][0]["localization"] = found.to_dict()
+    again = ParityReport.from_dict(data)
+    assert again.cells()[0].localization == found
+    assert to_json(again)["cells"][0]["localization"] == found.to_dict()
+    assert "first divergence: rnn (LSTM) -> /rnn/LSTM [LSTM]" in render_console(again)
+
+
 def test_cells_and_results_carry_their_artifact_and_stable_id(report) -> None:
     data = to_json(report)
     assert [c["id"] for c in data["cells"]] == [
