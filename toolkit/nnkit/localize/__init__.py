@@ -91,8 +91,11 @@ def localize_case(
     if scopes.source == "none":
         notes.append("the file names no module scopes: every node is the model's")
     if unmapped:
-        shown = ", ".join(unmapped[:6]) + (f", ... ({len(unmapped)})" if len(unmapped) > 6 else "")
-        notes.append(f"modules without a value of their own in the file (fused, inlined): {shown}")
+        notes.append(
+            f"{len(unmapped)} of {len(captured.types) - 1} modules have no value of their own "
+            "in the file (fused into a neighbour or inlined): their nearest mapped "
+            "neighbour stands for them"
+        )
     divergence = first_divergence(scopes, points, feeds)
     outputs_only = [p for p in points if not p.is_input]
     if divergence is None:
@@ -123,6 +126,13 @@ def localize_case(
         trace=[_trace_point(p) for p in before],
         notes=[*notes, *divergence.notes],
     )
+    suspects = _unmapped_between(list(captured.captured), before, unmapped)
+    if suspects:
+        result.notes.append(
+            f"{', '.join(suspects)} ran between the last agreeing value and "
+            f"{point.key if point.module else 'the output'} and {'has' if len(suspects) == 1 else 'have'} "
+            "no value of its own in the file (fused into it?): the divergence may be there"
+        )
     torch_values = _torch_values(points, captured.captured, captured.outputs, feeds)
     sub, names = cut_model(model, divergence.inputs, point.value)
     blamed = blame_cut(
@@ -141,6 +151,21 @@ def localize_case(
     if blamed.blame == "unknown" and blamed.notes:
         result.message = blamed.notes[-1]
     return result
+
+
+def _unmapped_between(keys: list[str], before: list, unmapped: list[str]) -> list[str]:
+    """The unmapped modules that finished after the last agreeing output point of
+    ``before`` and before its last (failing) point."""
+    from nnkit.localize.mapping import is_input_key, key_module
+
+    def index(point: object) -> int:
+        key = getattr(point, "key", "")
+        return keys.index(key) if key in keys else len(keys)
+
+    start = index(before[-2]) + 1 if len(before) > 1 else 0
+    between = keys[start : index(before[-1])]
+    found = [key_module(k) for k in between if not is_input_key(k) and key_module(k) in unmapped]
+    return list(dict.fromkeys(found))
 
 
 def _trace_point(point: object) -> TracePoint:

@@ -8,6 +8,7 @@ compared (same inputs as the cell). The repro goes to
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,7 @@ def localize_cell(
             "not_found",
             f"no mismatching case compared values to trace ({first.message.splitlines()[0]})",
         )
+    start = time.perf_counter()
     try:
         found = localize_case(
             user=user,
@@ -106,9 +108,12 @@ def localize_cell(
             timeout=timeout,
         )
     except NnkitError as e:
-        return Localization(chosen.case, "error", e.format_message())
+        found = Localization(chosen.case, "error", e.format_message())
     except Exception as e:  # a bug in nnkit: this localization is an error, the matrix goes on
-        return Localization(chosen.case, "error", failure(e).message)
+        found = Localization(chosen.case, "error", failure(e).message)
+    found.seconds = round(time.perf_counter() - start, 3)
     if found.found and found.repro is None and out is None:
-        found.notes.append("no repro written: give a folder for it (parity --artifacts DIR, localize --out DIR)")
+        found.notes.append(
+            "no repro written: give a folder for it (parity --artifacts DIR, localize --out DIR)"
+        )
     return found

@@ -98,10 +98,9 @@ def blame_cut(
     """
     import onnx
 
-    from nnkit.backends import available
-
-    here = available([b for b in BLAME_BACKENDS if b != backend])
-    others = [b for b, reason in here.items() if reason is None]
+    # Not probed first (a probe imports each runtime here): each is tried in the worker,
+    # and one that does not run here is left out, saying why.
+    others = [b for b in BLAME_BACKENDS if b != backend]
     answers: dict[str, dict[str, np.ndarray]] = {}
     notes: list[str] = []
     with temporary_folder("nnkit-localize-") as work:
@@ -115,7 +114,7 @@ def blame_cut(
                     raise NnkitError(
                         f"{backend} cannot run the divergent nodes alone: {e.format_message()}"
                     ) from None
-                notes.append(f"{name} cannot run the nodes alone: {e.format_message()}")
+                notes.append(f"{name} left out of the blame: {e.format_message()}")
     like_torch = {b: _agree(expected, got, tolerance) for b, got in answers.items()}
     ours = answers[backend]
     like_ours = {b: _agree(ours, got, tolerance) for b, got in answers.items()}
@@ -125,8 +124,9 @@ def blame_cut(
             f"the divergent nodes alone compute as PyTorch does on {backend}: the "
             "difference needs the rest of the graph (a fusion across them), so no repro"
         )
-    elif any(like_torch[b] for b in others):
-        result.blame, result.agreeing = "runtime", [b for b in others if like_torch[b]]
+    elif any(like_torch[b] for b in answers if b != backend):
+        result.blame = "runtime"
+        result.agreeing = [b for b in answers if b != backend and like_torch[b]]
     elif len(answers) > 1 and all(like_ours.values()):
         result.blame, result.agreeing = "export", list(answers)
     elif len(answers) == 1:

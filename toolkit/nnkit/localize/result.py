@@ -67,6 +67,8 @@ class Localization:
     #: What the mapping had to approximate (fused or unmapped modules, a cut that spans
     #: several modules), and how a repro was checked.
     notes: list[str] = field(default_factory=list)
+    #: Wall-clock seconds the localization took (PyTorch, the exposed run, the blame runs).
+    seconds: float = 0.0
 
     @property
     def found(self) -> bool:
