@@ -248,3 +248,25 @@ def test_assert_parity_says_where(zoo_file, tmp_path: Path) -> None:
         assert_parity("combinednn", onnx=bad, backends=["cpu"], localize=True)
     assert "first divergence: fc1 (Linear)" in str(caught.value)
     assert "blame: export" in str(caught.value)
+
+
+def test_a_mismatch_without_values_to_trace_is_not_found(zoo_file, tmp_path: Path) -> None:
+    """A file that bakes in the batch (its Reshape's shape is [2, 4096]) runs at batch 2
+    only: the other cases mismatch without values to compare, and the localization says
+    so (exit 1: the cell does fail)."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(zoo_file("combinednn", "torchscript")))
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    const = next(n for n in model.graph.node if reshape.input[1] in n.output)
+    const.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([2, 4096], np.int64)))
+    bad = tmp_path / "baked.onnx"
+    onnx.save(model, str(bad))
+    code, report, stdout = _localize(
+        "combinednn", "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path
+    )
+    assert code == 1 and report["status"] == "mismatch"
+    found = report["localization"]
+    assert found["status"] == "not_found" and found["case"] == "batch=1"
+    assert "no mismatching case compared values" in found["message"]
+    assert "localization: not found" in stdout
