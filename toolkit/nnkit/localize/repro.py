@@ -32,7 +32,7 @@ import numpy as np
 from nnkit.compare import Tolerance
 from nnkit.compare.metrics import compare_with
 from nnkit.errors import NnkitError
-from nnkit.fsutil import atomic_output, temporary_folder
+from nnkit.fsutil import atomic_output, make_folder, temporary_folder
 from nnkit.localize.result import Repro
 
 if TYPE_CHECKING:
@@ -148,15 +148,9 @@ def write_repro(
     atomically; the repro's paths and command."""
     import onnx
 
-    from nnkit.errors import OutputPathError
     from nnkit.values import save_values
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(
-            f"cannot create the repro folder {str(out)!r}: {e.strerror or e}"
-        ) from None
+    make_folder(out, what="repro folder")
     files = {name: out / name for name in ("repro.onnx", "inputs.npz", "expected.npz")}
     with atomic_output(files["inputs.npz"]) as tmp:
         save_values(tmp, dict(feeds))
