@@ -160,17 +160,18 @@ def main() -> None:
 
 
 def _fused(model: object, weight: str) -> str:
-    """The initializer a dynamo export folded ``weight`` (a conv before a batch norm)
-    into: the weight input of the Conv node whose scope is the conv's batch norm."""
+    """The initializer an export folded ``weight`` (a conv before a batch norm) into: the
+    weight input of the Conv node in the batch norm's scope (dynamo) or named after the
+    conv (torchscript: ``/layer3/layer3.11/conv2/Conv``)."""
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
-    layer = weight.rsplit(".", 2)[0]  # layer3.11.conv2.weight -> layer3.11
-    index = weight.rsplit(".", 2)[1][-1]  # conv2 -> 2
-    scope = f"{layer}.bn{index}"
+    layer, conv, _ = weight.rsplit(".", 2)  # layer3.11.conv2.weight
+    scope = f"{layer}.bn{conv[-1]}"
     for node in model.graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key.endswith("name_scopes")), "")
-        if node.op_type == "Conv" and f"'{scope}'" in scopes:
+        named = node.name.endswith(f"/{layer}/{conv}/Conv")
+        if node.op_type == "Conv" and (f"'{scope}'" in scopes or named):
             return node.input[1]
     raise SystemExit(f"no Conv for {weight!r} in the file")
 
