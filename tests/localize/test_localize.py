@@ -63,6 +63,23 @@ class Functional(nn.Module):
 
     def forward(self, x):
         return self.fc2(torch.tanh(self.fc1(x)) * 3.0)
+
+
+class ConvBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        for bn in (self.bn1, self.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        return self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
 """
 
 
@@ -181,6 +198,36 @@ def test_functional_code_is_put_at_the_enclosing_module(nets: Path, tmp_path: Pa
     assert found["op_types"] == ["Tanh", "Mul", "Gemm"]
     assert any("nearest enclosing module" in n for n in found["notes"])
     assert "first divergence: (the model) (Functional)" in stdout
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_batch_norm_folded_into_its_conv(nets: Path, tmp_path: Path, exporter: str) -> None:
+    """Both exporters fold each batch norm into the conv before it; torchscript names the
+    node after the conv, dynamo puts it in the batch norm's scope. Either way the changed
+    conv weight is found, its value compared with the batch norm's output, and a note
+    names the module that has no node of its own."""
+    ref = f"{nets}:ConvBN"
+    spec = ("--input", "x:batch=2x3x8x8")
+    src = tmp_path / "convbn.onnx"
+    done = run_nnkit("export", ref, *spec, "--exporter", exporter, "-o", str(src), timeout=300)
+    assert done.returncode == 0, done.stderr
+    model = onnx.load(str(src))
+    assert [n.op_type for n in model.graph.node].count("BatchNormalization") == 0  # folded
+    second = [n for n in model.graph.node if n.op_type == "Conv"][1]
+    bad = scale_initializer(src, tmp_path / "bad.onnx", name=second.input[1])
+    code, report, _ = _localize(ref, *spec, "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path)
+    assert code == 1
+    found = report["localization"]
+    assert found["blame"] == "export" and found["op_types"] == ["Conv"]
+    assert [p["passed"] for p in found["trace"]][-1] is False
+    assert all(p["passed"] for p in found["trace"][:-1])
+    if exporter == "torchscript":
+        assert (found["module"], found["module_type"]) == ("conv2", "Conv2d")
+        assert found["trace"][-1]["module"] == "conv2+bn2"
+        assert any("bn2 has no node of its own" in n for n in found["notes"])
+    else:
+        assert (found["module"], found["module_type"]) == ("bn2", "BatchNorm2d")
+        assert any(n.startswith("conv2 ran between") for n in found["notes"])
 
 
 def test_a_real_runtime_difference_is_blamed_on_the_runtime(nets: Path, tmp_path: Path) -> None:

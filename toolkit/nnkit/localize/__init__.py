@@ -126,6 +126,11 @@ def localize_case(
         trace=[_trace_point(p) for p in before],
         notes=[*notes, *divergence.notes],
     )
+    if point.folded:
+        result.notes.append(
+            f"{point.folded} has no node of its own: the file folds it into {point.key}, "
+            f"so {point.key}'s value is compared with {point.folded}'s output"
+        )
     suspects = _unmapped_between(list(captured.captured), before, unmapped)
     if suspects:
         result.notes.append(
@@ -172,7 +177,7 @@ def _trace_point(point: object) -> TracePoint:
     from nnkit.localize.divergence import Point
 
     assert isinstance(point, Point)
-    label = point.key if point.module or "(in)" in point.key else f"(output {point.key})"
+    label = point.label if point.module else f"(output {point.key})"
     return TracePoint(label, point.value, point.result.max_abs_diff, point.result.passed)
 
 
@@ -185,7 +190,8 @@ def _torch_values(
     """PyTorch's value of every matched ONNX value (the feeds for the graph's inputs)."""
     values = {k: np.asarray(v) for k, v in feeds.items()}
     for p in points:
-        values.setdefault(p.value, captured[p.key] if p.module else outputs[p.key])
+        key = p.folded or p.key
+        values.setdefault(p.value, captured[key] if p.module else outputs[key])
     return values
 
 

@@ -24,7 +24,14 @@ import numpy as np
 
 from nnkit.compare import OutputCompareResult, Tolerance
 from nnkit.compare.metrics import compare_with
-from nnkit.localize.mapping import Scopes, enclosing, is_input_key, module_keys, within
+from nnkit.localize.mapping import (
+    Scopes,
+    enclosing,
+    is_input_key,
+    key_module,
+    module_keys,
+    within,
+)
 
 
 @dataclass
@@ -40,6 +47,15 @@ class Point:
     value: str
     result: OutputCompareResult
     is_input: bool = False
+    #: The captured key of a module without nodes of its own that the exporter folded
+    #: into this one (a batch norm into the conv before it): the value holds its output,
+    #: and is compared with it.
+    folded: str = ""
+
+    @property
+    def label(self) -> str:
+        """How the trace names it: ``fc1``, ``conv1+bn1`` (folded), the output's name."""
+        return f"{self.key}+{self.folded}" if self.folded else self.key
 
 
 @dataclass
@@ -103,6 +119,7 @@ def trace(
             unmapped.append(module)
     order = {k: i for i, k in enumerate(captured)}
     points.sort(key=lambda p: order[p.key])
+    unmapped = _fold(points, unmapped, captured, values, order, tolerance)
     for name, ref in reference_outputs.items():
         found: str | None = name if name in values else None
         if found is None:  # a file exported elsewhere: its outputs by position
@@ -142,6 +159,44 @@ def first_divergence(
         )
     diffs = [agree[v] for v in inputs if v in agree]
     return Divergence(failing, module, nodes, inputs, max(diffs) if diffs else None, notes=notes)
+
+
+def _fold(
+    points: list[Point],
+    unmapped: list[str],
+    captured: Mapping[str, np.ndarray],
+    values: Mapping[str, np.ndarray],
+    order: Mapping[str, int],
+    tolerance: Tolerance,
+) -> list[str]:
+    """Find the modules the exporter folded into the one run just before them.
+
+    The torchscript exporter folds a batch norm into the conv before it and names the
+    node after the conv: the conv's value in the file is the batch norm's output. A
+    module without nodes whose output is closer to the value of the mapped module that
+    ran just before it takes that value (the point is compared with its output); the
+    modules still unmapped are returned.
+    """
+    outputs = [p for p in points if not p.is_input]
+    still = []
+    for module in unmapped:
+        keys = [k for k in captured if not is_input_key(k) and key_module(k) == module]
+        folded = False
+        for key in keys:
+            before = [p for p in outputs if order[p.key] < order[key]]
+            if not before or before[-1].folded:
+                continue
+            prev = before[-1]
+            ref, got = np.asarray(captured[key]), np.asarray(values[prev.value])
+            if ref.shape != got.shape:
+                continue
+            if _distance(ref, got) < _distance(np.asarray(captured[prev.key]), got):
+                prev.folded = key
+                prev.result = _compare(key, ref, got, tolerance)
+                folded = True
+        if not folded:
+            still.append(module)
+    return still
 
 
 def _match(
