@@ -73,3 +73,18 @@ def test_a_bug_in_nnkit_is_an_error_result_with_its_traceback(monkeypatch) -> No
     assert "traceback is in the JSON report" in result.message
     assert "Traceback" in result.traceback and "broken" in result.traceback
     assert to_json(report)["results"][0]["traceback"] == result.traceback
+
+
+def test_a_localization_s_non_finite_numbers_are_null() -> None:
+    from nnkit.localize import Localization, TracePoint
+
+    found = Localization(
+        "example",
+        "found",
+        max_abs_diff=float("inf"),
+        input_max_abs_diff=float("nan"),
+        trace=[TracePoint("act", "v", float("inf"), False)],
+    )
+    data = json.loads(json.dumps(found.to_dict(), allow_nan=False))
+    assert data["max_abs_diff"] is None and data["input_max_abs_diff"] is None
+    assert data["trace"][0]["max_abs_diff"] is None

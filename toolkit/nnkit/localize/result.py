@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from nnkit.compare import fmt
+from nnkit.compare.text import finite, fmt
 
 #: A localization's statuses: a first divergence found, none found (with why), or an
 #: error that stopped it.
@@ -22,7 +22,7 @@ class TracePoint:
 
     module: str
     onnx_value: str
-    max_abs_diff: float
+    max_abs_diff: float | None
     passed: bool
 
 
@@ -105,7 +105,13 @@ class Localization:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready; non-finite numbers as None (the report is strict JSON)."""
+        data = asdict(self)
+        for key in ("input_max_abs_diff", "max_abs_diff"):
+            data[key] = finite(data[key])
+        for point in data["trace"]:
+            point["max_abs_diff"] = finite(point["max_abs_diff"])
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Localization:
