@@ -317,3 +317,19 @@ def test_a_mismatch_without_values_to_trace_is_not_found(zoo_file, tmp_path: Pat
     assert found["status"] == "not_found" and found["case"] == "batch=1"
     assert "no mismatching case compared values" in found["message"]
     assert "localization: not found" in stdout
+
+
+def test_a_file_with_its_own_input_names(zoo_file, tmp_path: Path) -> None:
+    """A file exported elsewhere names its input ``image``, not ``x``: matched by
+    position, as the cell matches it, and said."""
+    bad = scale_initializer(zoo_file("combinednn"), tmp_path / "bad.onnx", name="fc2.weight")
+    model = onnx.load(str(bad))
+    for node in model.graph.node:
+        node.input[:] = ["image" if n == "x" else n for n in node.input]
+    model.graph.input[0].name = "image"
+    onnx.save(model, str(bad))
+    code, report, _ = _localize("combinednn", "--onnx", str(bad), "--backend", "cpu", tmp=tmp_path)
+    assert code == 1
+    found = report["localization"]
+    assert (found["module"], found["blame"]) == ("fc2", "export")
+    assert any("matched by position" in n and "'x'='image'" in n for n in found["notes"])

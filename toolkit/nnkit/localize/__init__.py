@@ -80,6 +80,8 @@ def localize_case(
 
     captured = user.call(capture_run, request, dict(feeds), timeout=timeout)
     model = load_model_file(path)
+    notes: list[str] = []
+    feeds = _by_file_names(model, feeds, notes)
     scopes = node_scopes(model, captured.types)
     exposed = expose(model, candidates(scopes, list(captured.captured)), where=str(path))
     with temporary_folder("nnkit-localize-") as work:
@@ -87,7 +89,6 @@ def localize_case(
         _save(exposed, exposed_path)
         got = _run_once(runtimes, backend, exposed_path, dict(feeds), timeout)
     points, unmapped = trace(scopes, captured.captured, captured.outputs, got, feeds, tolerance)
-    notes = []
     if scopes.source == "none":
         notes.append("the file names no module scopes: every node is the model's")
     if unmapped:
@@ -156,6 +157,26 @@ def localize_case(
     if blamed.blame == "unknown" and blamed.notes:
         result.message = blamed.notes[-1]
     return result
+
+
+def _by_file_names(
+    model: object, feeds: Mapping[str, np.ndarray], notes: list[str]
+) -> dict[str, np.ndarray]:
+    """The feeds under the file's input names: by name, else (a file exported elsewhere,
+    as many inputs) by position, with a note, as the cell matched them."""
+    import onnx
+
+    assert isinstance(model, onnx.ModelProto)
+    weights = {t.name for t in model.graph.initializer}
+    names = [v.name for v in model.graph.input if v.name not in weights]
+    if set(names) <= set(feeds) or len(names) != len(feeds):
+        return dict(feeds)
+    notes.append(
+        "inputs matched by position, the names differ ("
+        + ", ".join(f"{a!r}={b!r}" for a, b in zip(feeds, names, strict=True) if a != b)
+        + ")"
+    )
+    return dict(zip(names, feeds.values(), strict=True))
 
 
 def _unmapped_between(keys: list[str], before: list, unmapped: list[str]) -> list[str]:
