@@ -41,6 +41,18 @@ class Net(nn.Module):
         return self.fc2(self.act(self.fc1(x * 100.0)))
 
 
+class LogSoftmaxNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(8, 16)
+        self.act = nn.LogSoftmax(-1)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x * 100.0)))
+
+
 class TwoHeads(nn.Module):
     def __init__(self):
         super().__init__()
@@ -264,6 +276,24 @@ def test_a_real_runtime_difference_is_blamed_on_the_runtime(nets: Path, tmp_path
         assert "first divergence: act (Softplus)" in files[f].read_text()
     assert np.isinf(_reproduces(found["repro"], "tract", tmp_path))
     assert Path(found["repro"]["onnx"]).is_relative_to(art)
+
+
+def test_the_reference_evaluator_s_log_softmax_is_blamed_on_it(nets: Path, tmp_path) -> None:
+    """A second real one: onnx's reference evaluator computes LogSoftmax on large
+    inputs as -inf where PyTorch, onnxruntime and OpenVINO do not (dynamo export)."""
+    code, report, _ = _localize(
+        f"{nets}:LogSoftmaxNet", "--input", "x:batch=2x8", "--backend", "reference",
+        "--out", str(tmp_path / "out"), tmp=tmp_path,
+    )  # fmt: skip
+    assert code == 1
+    found = report["localization"]
+    assert (found["module"], found["module_type"], found["op_types"]) == (
+        "act",
+        "LogSoftmax",
+        ["LogSoftmax"],
+    )
+    assert found["blame"] == "runtime" and "cpu" in found["agreeing_backends"]
+    assert np.isinf(_reproduces(found["repro"], "reference", tmp_path))
 
 
 def test_a_clean_file_has_nothing_to_localize(zoo_file, tmp_path: Path) -> None:
