@@ -149,3 +149,15 @@ class Tiny(nn.Module):
 """
 #: The input spec of :data:`TINY_MODEL`.
 TINY_INPUT = "x:batch=2x8"
+
+
+def scale_initializer(src: Path, dst: Path, *, name: str, factor: float = 1.1) -> Path:
+    """Scale the initializer ``name`` (one layer's weight) by ``factor``: a stale or
+    wrongly converted weight in one layer of an otherwise right file."""
+
+    def change(proto: onnx.ModelProto) -> None:
+        weight = next(t for t in proto.graph.initializer if t.name == name)
+        array = numpy_helper.to_array(weight) * np.float32(factor)
+        weight.CopyFrom(numpy_helper.from_array(array.astype(np.float32), weight.name))
+
+    return _edit(src, dst, change)

@@ -153,6 +153,21 @@ def test_capture_keys_are_qualified_names_in_execution_order():
         assert list(reference.captured) == ["first.fc", "head"]  # as run, not as asked
 
 
+def test_capture_inputs_keeps_each_call_s_arguments_in_call_order():
+    x = {"x": np.random.default_rng(3).standard_normal((3, 4), dtype=np.float32)}
+    with Reference(Net(), NET_INPUTS, ["y"], capture="all", capture_inputs=True) as reference:
+        reference.run(x)
+        keys = list(reference.captured)
+        captured = reference.captured
+    # a module's arguments come when it is called: before its children's outputs
+    assert keys[:4] == ["first(in)[0]", "first.fc(in)[0]", "first.fc", "first.act(in)[0]"]
+    np.testing.assert_array_equal(captured["first(in)[0]"], x["x"])
+    np.testing.assert_array_equal(captured["second(in)[0]"], captured["first"])
+    with Reference(Net(), NET_INPUTS, ["y"], capture="all") as reference:
+        reference.run(x)
+        assert not any("(in)" in k for k in reference.captured)  # off by default
+
+
 def test_a_capture_is_a_copy_an_in_place_op_does_not_change():
     model = Net()
     x = {"x": np.random.default_rng(2).standard_normal((8, 4), dtype=np.float32)}

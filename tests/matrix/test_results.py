@@ -25,6 +25,32 @@ def test_a_report_reads_back_from_its_json_unchanged(report) -> None:
     assert bool(again) == bool(report) and again.exit_code == report.exit_code
 
 
+def test_a_localization_reads_back_from_the_json(report) -> None:
+    from nnkit.localize import Localization, Repro, TracePoint
+
+    data = json.loads(json.dumps(to_json(report)))
+    assert all("localization" not in c for c in data["cells"])  # only localized cells
+    found = Localization(
+        "batch=2",
+        "found",
+        module="rnn",
+        module_type="LSTM",
+        onnx_nodes=["/rnn/LSTM"],
+        op_types=["LSTM"],
+        input_max_abs_diff=0.0,
+        max_abs_diff=0.5,
+        blame="export",
+        agreeing_backends=["cpu", "reference"],
+        repro=Repro("r.onnx", "i.npz", "e.npz", "nnkit infer r.onnx"),
+        trace=[TracePoint("rnn[0]", "output", 0.5, False)],
+    )
+    data["cells"][0]["localization"] = found.to_dict()
+    again = ParityReport.from_dict(data)
+    assert again.cells()[0].localization == found
+    assert to_json(again)["cells"][0]["localization"] == found.to_dict()
+    assert "first divergence: rnn (LSTM) -> /rnn/LSTM [LSTM]" in render_console(again)
+
+
 def test_cells_and_results_carry_their_artifact_and_stable_id(report) -> None:
     data = to_json(report)
     assert [c["id"] for c in data["cells"]] == [
@@ -47,3 +73,18 @@ def test_a_bug_in_nnkit_is_an_error_result_with_its_traceback(monkeypatch) -> No
     assert "traceback is in the JSON report" in result.message
     assert "Traceback" in result.traceback and "broken" in result.traceback
     assert to_json(report)["results"][0]["traceback"] == result.traceback
+
+
+def test_a_localization_s_non_finite_numbers_are_null() -> None:
+    from nnkit.localize import Localization, TracePoint
+
+    found = Localization(
+        "example",
+        "found",
+        max_abs_diff=float("inf"),
+        input_max_abs_diff=float("nan"),
+        trace=[TracePoint("act", "v", float("inf"), False)],
+    )
+    data = json.loads(json.dumps(found.to_dict(), allow_nan=False))
+    assert data["max_abs_diff"] is None and data["input_max_abs_diff"] is None
+    assert data["trace"][0]["max_abs_diff"] is None

@@ -37,6 +37,7 @@ COMMANDS = {
     "check": "check",
     "infer": "infer",
     "parity": "parity",
+    "localize": "localize",
     "bench": "bench",
     "doctor": "doctor",
 }

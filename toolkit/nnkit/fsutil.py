@@ -156,6 +156,22 @@ def atomic_output(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def make_folder(folder: str | Path, *, what: str) -> Path:
+    """Create ``folder`` (and its parents) if missing; ``what`` names it in the error.
+
+    Raises:
+        OutputPathError: it cannot be created (``cannot create the WHAT 'path': reason``).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(
+            f"cannot create the {what} {str(folder)!r}: {e.strerror or e}"
+        ) from None
+    return folder
+
+
 def write_text(target: str | Path, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_output(target) as tmp:

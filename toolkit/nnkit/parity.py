@@ -100,6 +100,7 @@ def run_parity(
     progress: ProgressCallback | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     trust_metadata: bool = False,
+    localize: bool = False,
 ) -> ParityReport:
     """Run the parity matrix and return every result.
 
@@ -138,6 +139,8 @@ def run_parity(
             export, loading a file on a runtime, one run of it); None or 0 for no limit.
         trust_metadata: with ``onnx`` and no model, import the model the file's metadata
             names even where it is code outside the zoo.
+        localize: localize each mismatching cell's first divergence
+            (:attr:`Cell.localization`; the repro is written under ``artifacts``).
 
     Raises:
         NnkitError: the request cannot be carried out (unknown model, exporter or backend,
@@ -162,5 +165,6 @@ def run_parity(
         strict=strict,
         timeout=timeout,
         trust_metadata=trust_metadata,
+        localize=localize,
     )
     return run(request, progress=progress)

@@ -44,6 +44,7 @@ class Reference:
         threads: torch's thread count while loaded (None: leave it).
         capture: submodules whose outputs each run keeps in :attr:`captured`; None for
             none.
+        capture_inputs: keep the tensors each captured submodule is called with too.
     """
 
     #: The name bench gives the reference's column.
@@ -57,6 +58,7 @@ class Reference:
         *,
         threads: int | None = None,
         capture: Capture | None = None,
+        capture_inputs: bool = False,
     ) -> None:
         self.module = module
         self.inputs: tuple[TensorInfo, ...] = tuple(inputs)
@@ -66,8 +68,11 @@ class Reference:
         #: The captured submodules' outputs of the last run, in the order the modules
         #: returned: ``name`` for a module that returned one tensor, ``name[i]`` for the
         #: i-th tensor of what it returned (tuples, lists and dicts flattened), and
-        #: ``name#n`` (``name#n[i]``) for its n-th call in the run (n from 2).
+        #: ``name#n`` (``name#n[i]``) for its n-th call in the run (n from 2). With
+        #: ``capture_inputs``, also ``name(in)[i]`` (``name#n(in)[i]``): the i-th tensor
+        #: it was called with, kept when it is called, so the keys follow execution order.
         self.captured: dict[str, np.ndarray] = {}
+        self.capture_inputs = capture_inputs
         self._calls: dict[str, int] = {}
         self._hooks: list[Any] = []
         self._saved_threads: int | None = None
@@ -80,6 +85,7 @@ class Reference:
         *,
         threads: int | None = None,
         capture: Capture | None = None,
+        capture_inputs: bool = False,
     ) -> Reference:
         """The reference for a resolved model: its module, input specs and output names."""
         from nnkit.spec import tensor_infos
@@ -90,6 +96,7 @@ class Reference:
             model.outputs,
             threads=threads,
             capture=capture,
+            capture_inputs=capture_inputs,
         )
 
     @classmethod
@@ -130,6 +137,8 @@ class Reference:
             self._saved_threads = torch.get_num_threads()
             torch.set_num_threads(self.threads)
         self._hooks = [m.register_forward_hook(self._hook(n)) for n, m in targets]
+        if self.capture_inputs:
+            self._hooks += [m.register_forward_pre_hook(self._pre_hook(n)) for n, m in targets]
         self._loaded = True
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -196,6 +205,15 @@ class Reference:
         self.close()
 
     # -- capture ----------------------------------------------------------------------
+    def _pre_hook(self, name: str) -> Any:
+        def keep(module: torch.nn.Module, args: Any) -> None:
+            calls = self._calls.get(name, 0) + 1
+            key = name if calls == 1 else f"{name}#{calls}"
+            for index, tensor in enumerate(_flatten(args, strict=False)):
+                self.captured[f"{key}(in)[{index}]"] = to_numpy(tensor.detach().clone())
+
+        return keep
+
     def _hook(self, name: str) -> Any:
         def keep(module: torch.nn.Module, args: Any, output: Any) -> None:
             calls = self._calls[name] = self._calls.get(name, 0) + 1

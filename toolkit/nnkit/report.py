@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from nnkit.compare import fmt
 from nnkit.fsutil import write_text
 from nnkit.matrix.results import REPORT_ORDER, SCHEMA, Cell, ParityReport, ProgressEvent
 from nnkit.render import table
@@ -128,6 +129,36 @@ def problems(report: ParityReport) -> list[str]:
     return out
 
 
+def localizations(report: ParityReport, *, trace: bool = True) -> list[str]:
+    """One block per localized cell: its one line, then (``trace``) the mapped outputs up
+    to the divergence (the last few) and the notes."""
+    lines: list[str] = []
+    for cell in report.cells():
+        found = cell.localization
+        if found is None:
+            continue
+        lines.append(f"{cell.model} / {cell.artifact} / {cell.backend}: case {found.case}:")
+        lines.extend(_indent(found.summary(), 2))
+        if not trace:
+            continue
+        shown = found.trace[-_TRACE_SHOWN:]
+        if len(found.trace) > len(shown):
+            lines.append(f"    ... {len(found.trace) - len(shown)} earlier modules agree")
+        lines.extend(
+            f"    {p.module} -> {p.onnx_value}: max diff {fmt(p.max_abs_diff)} "
+            f"{'ok' if p.passed else 'DIFFERS'}"
+            for p in shown
+        )
+        lines.extend(
+            _indent("\n".join(f"note: {n}" for n in found.notes), 4) if found.notes else []
+        )
+    return lines
+
+
+#: Trace points a console block shows (the last ones, up to the divergence).
+_TRACE_SHOWN = 6
+
+
 def warnings(report: ParityReport) -> list[str]:
     """Per cell, each warning once: a reference that is a weak judge of its output."""
     return [
@@ -172,6 +203,9 @@ def render_console(report: ParityReport, *, verbose: bool = False) -> str:
     bad = problems(report)
     if bad:
         parts += ["", "problems:", *_indent("\n".join(bad), 2)]
+    localized = localizations(report)
+    if localized:
+        parts += ["", "localization (parity --localize):", *_indent("\n".join(localized), 2)]
     warned = warnings(report)
     if warned:
         fail = "failures with --strict" if report.strict else "not failures unless --strict"
@@ -270,6 +304,14 @@ def to_markdown(report: ParityReport) -> str:
     if bad:
         lines += ["", "<details open><summary>Problems</summary>", "", "```text", *bad, "```"]
         lines += ["", "</details>"]
+    localized = [
+        f"- {_md_escape(f'{c.model} / {c.artifact} / {c.backend}: {c.localization.summary()}')}"
+        for c in report.cells()
+        if c.localization is not None
+    ]
+    if localized:
+        lines += ["", "<details open><summary>Localization</summary>", "", *localized]
+        lines += ["", "</details>"]
     warned = warnings(report)
     if warned:
         fail = "failures with --strict" if report.strict else "not failures unless --strict"
@@ -363,6 +405,8 @@ def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
         else:
             tag = "error" if status == "error" else "failure"
             node = ET.SubElement(case, tag, message=message, type=status)
+            if cell.localization is not None:
+                detail.append(f"case {cell.localization.case}: {cell.localization.summary()}")
             node.text = "\n".join(detail)
     if warned:
         ET.SubElement(case, "system-out").text = "\n".join(f"warning: {w}" for w in warned)

@@ -64,6 +64,7 @@ def assert_parity(
     compare: Mapping[str, Rule | str] | None = None,
     onnx: str | Path | None = None,
     strict: bool = False,
+    localize: bool = False,
 ) -> ParityReport:
     """Assert that ``model`` exported to ONNX gives PyTorch's outputs on every runtime.
 
@@ -95,6 +96,8 @@ def assert_parity(
         onnx: check this ONNX file instead of exporting.
         strict: fail on a runtime that cannot load or run the model, and on warnings
             (a degenerate reference: all zeros, constant, ties, ...), too.
+        localize: on a mismatch, find the first module and ONNX node(s) that differ and
+            whom to blame (:mod:`nnkit.localize`); the message says so (no repro written).
 
     Returns:
         The report, when parity holds (for more checks of your own).
@@ -139,6 +142,7 @@ def assert_parity(
         exporters=None if exporters is None else list(exporters),
         onnx=None if onnx is None else Path(onnx),
         strict=strict,
+        localize=localize,
     )
     report = run(request)
     if not report:

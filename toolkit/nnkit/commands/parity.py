@@ -146,6 +146,13 @@ class CompareType(ParsedType):
     "runtime, one run of it)"
 )
 @click.option(
+    "--localize",
+    is_flag=True,
+    help="For each mismatching cell, find the first PyTorch module and ONNX node(s) that "
+    "differ, blame the file (export) or the runtime, and write a minimal repro under "
+    "--artifacts (see nnkit localize).",
+)
+@click.option(
     "--trust-metadata",
     is_flag=True,
     help="With --onnx and no MODEL: import the model the file's metadata names even where "
@@ -172,6 +179,7 @@ def command(
     strict: bool,
     verbose: bool,
     timeout: float,
+    localize: bool,
     trust_metadata: bool,
 ) -> int:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
@@ -225,6 +233,7 @@ def command(
         "strict": strict,
         "timeout": timeout,
         "trust_metadata": trust_metadata,
+        "localize": localize,
     }
     model_options: dict[str, Any] = {
         "inputs": inputs,

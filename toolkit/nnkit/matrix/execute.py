@@ -26,9 +26,8 @@ from nnkit.environment import environment
 from nnkit.errors import (
     ModelSourceError,
     NnkitError,
-    OutputPathError,
 )
-from nnkit.fsutil import temporary_folder
+from nnkit.fsutil import make_folder, temporary_folder
 from nnkit.matrix.cases import ParityRequestError, ShapeCase
 from nnkit.matrix.cell import CaseRun, judge_row, run_cell
 from nnkit.matrix.plan import ArtifactPlan, ModelPlan, Plan
@@ -114,6 +113,21 @@ def execute(
                     if progress:
                         progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
                 judge_row(row, runs)
+                if request.localize:
+                    from nnkit.localize.cells import localize_row
+
+                    localize_row(
+                        row,
+                        runs,
+                        record,
+                        user=user,
+                        runtimes=runtimes,
+                        request=requests[m.name],
+                        tolerance=tolerance,
+                        folder=folder if request.artifacts is not None else None,
+                        timeout=request.timeout,
+                        case=request.localize_case,
+                    )
                 report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
         for record in report.exports:
@@ -169,14 +183,7 @@ def _folder(artifacts: str | Path | None) -> Iterator[Path]:
         with temporary_folder("nnkit-parity-") as tmp:
             yield Path(tmp)
         return
-    folder = Path(artifacts)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputPathError(
-            f"cannot create the artifacts folder {str(folder)!r}: {e.strerror or e}"
-        ) from None
-    yield folder
+    yield make_folder(artifacts, what="artifacts folder")
 
 
 def _forget_folder(report: ParityReport, folder: Path) -> None:

@@ -82,6 +82,10 @@ class ParityRequest:
     trust_metadata: bool = False
     #: The manifest the request was read from, if any.
     config: Path | None = None
+    #: Localize each mismatching cell's first divergence (:mod:`nnkit.localize`): on its
+    #: first mismatching case, or on the case of this name.
+    localize: bool = False
+    localize_case: str | None = None
 
     @classmethod
     def from_options(

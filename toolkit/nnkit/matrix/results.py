@@ -29,6 +29,7 @@ from typing import Any
 
 from nnkit.compare import OutputCompareResult
 from nnkit.errors import EXIT_FAILED, EXIT_OK
+from nnkit.localize.result import Localization
 from nnkit.matrix.cases import ShapeCase, case_from_dict, case_to_dict
 
 #: Result statuses, best first; a cell's status is the worst of its cases'.
@@ -141,6 +142,8 @@ class Cell:
     #: Wall-clock seconds of the cell: loading the file and running every case.
     seconds: float = 0.0
     artifact: str = ""
+    #: Where the cell first departs from PyTorch (``parity --localize``), if localized.
+    localization: Localization | None = None
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -176,6 +179,7 @@ class Cell:
             "seconds": round(self.seconds, 3),
             "notes": self.notes,
             "warnings": self.warnings,
+            **({"localization": self.localization.to_dict()} if self.localization else {}),
         }
 
 
@@ -346,11 +350,18 @@ class ParityReport:
             c.get("id") or cell_id(c["model"], c["artifact"], c["backend"]): c["seconds"]
             for c in data["cells"]
         }
+        localizations = {
+            c.get("id") or cell_id(c["model"], c["artifact"], c["backend"]): c["localization"]
+            for c in data["cells"]
+            if c.get("localization")
+        }
         for r in results:
             key = cell_id(r.model, r.artifact, r.backend)
             if key not in cells:
                 cells[key] = Cell(r.model, r.exporter, r.backend, artifact=r.artifact)
                 cells[key].seconds = seconds.get(key, 0.0)
+                if key in localizations:
+                    cells[key].localization = Localization.from_dict(localizations[key])
             cells[key].results.append(r)
         return cls(
             models=list(request["models"]),
