@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 
-from nnkit.values import load_values
+from nnkit.npzfile import load_values
 from tests._faults import scale_initializer
 from tests.conftest import assert_one_line_error, run_nnkit
 

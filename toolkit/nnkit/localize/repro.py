@@ -150,7 +150,7 @@ def write_repro(
     atomically; the repro's paths and command."""
     import onnx
 
-    from nnkit.values import save_values
+    from nnkit.npzfile import save_values
 
     make_folder(out, what="repro folder")
     files = {name: out / name for name in ("repro.onnx", "inputs.npz", "expected.npz")}
