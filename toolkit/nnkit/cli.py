@@ -39,6 +39,7 @@ COMMANDS = {
     "parity": "parity",
     "bench": "bench",
     "doctor": "doctor",
+    "report": "report",
 }
 
 

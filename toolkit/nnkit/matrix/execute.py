@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nnkit.compare import Tolerance
 from nnkit.environment import environment
@@ -39,8 +39,10 @@ from nnkit.matrix.results import (
     ProgressCallback,
     ProgressEvent,
 )
+from nnkit.matrix.shard import plan_record
 
 if TYPE_CHECKING:
+    from nnkit.cache import ExportCache
     from nnkit.steps import ModelInfo, ModelRequest
     from nnkit.worker import InProcess, Worker
 
@@ -64,6 +66,10 @@ def execute(
 
     start = time.perf_counter()
     request = plan.request
+    if only is None and request.shard is not None:  # --shard I/N: that share of the cells
+        from nnkit.matrix.shard import shard_cells
+
+        only = shard_cells(plan, request.shard)
     chosen = {c.id for c in plan.cells if only is None or c.id in only}
     models = [m for m in plan.models if any(c.startswith(f"{m.name}|") for c in chosen)]
     requests = {m.name: ModelRequest(m.ref, m.inputs, m.spec.ignore_outputs) for m in models}
@@ -72,6 +78,11 @@ def execute(
     for m in objects:
         register(requests[m.name], m.resolved)
     report = _empty_report(plan, models)
+    cache = None
+    if request.cache is not None:
+        from nnkit.cache import ExportCache
+
+        cache = ExportCache(request.cache)
     total = len(chosen)
     counter = iter(range(1, total + 1))
     # The folder outlives the workers: they are stopped before it is cleaned up.
@@ -95,7 +106,7 @@ def execute(
                 if not backends:
                     continue
                 record = _make_artifact(
-                    user, requests[m.name], m.name, artifact, folder, request.timeout
+                    user, requests[m.name], m.name, artifact, folder, request.timeout, cache
                 )
                 report.exports.append(record)
                 row = []
@@ -144,7 +155,7 @@ def _empty_report(plan: Plan, models: Sequence[ModelPlan]) -> ParityReport:
         compare={name: policy.rule(name).text() for name in policy.compare},
         onnx=str(plan.request.onnx) if plan.request.onnx else None,
         artifacts=list(dict.fromkeys(a.id for m in models for a in m.artifacts)),
-        plan={"fingerprint": plan.to_dict()["fingerprint"]},
+        plan=plan_record(plan, plan.request.shard),
     )
 
 
@@ -242,12 +253,16 @@ def _make_artifact(
     artifact: ArtifactPlan,
     folder: Path,
     timeout: float | None,
+    cache: ExportCache | None = None,
 ) -> ArtifactRecord:
     """The model's file under test: exported here, or the ``--onnx`` file; never raises.
 
     The worker exports into a folder of its own; only a finished file is moved into
-    ``folder``, so a worker killed mid-export leaves nothing half-written behind.
+    ``folder``, so a worker killed mid-export leaves nothing half-written behind. With
+    a ``cache``, a verified entry of the same key is copied instead, and a fresh export
+    is stored (:mod:`nnkit.cache`).
     """
+    from nnkit.cache import cache_key, restamp
     from nnkit.steps import export
 
     record = ArtifactRecord(
@@ -258,6 +273,17 @@ def _make_artifact(
         return record
     path = folder / f"{_safe(model)}.{artifact.id}.onnx"
     start = time.perf_counter()
+    key, damaged = "", ""
+    parts: dict[str, Any] = {}
+    if cache is not None:
+        key, parts = cache_key(user, request, artifact.exporter, timeout)
+        if key:
+            entry, damaged = cache.fetch(key, path)
+            if entry is not None:
+                restamp(path, request.ref)
+                record.path, record.notes, record.cached = str(path), entry.notes, True
+                record.seconds = time.perf_counter() - start
+                return record
     try:
         with temporary_folder(".nnkit-export-", dir=folder) as work:
             result = user.call(
@@ -275,6 +301,9 @@ def _make_artifact(
         record.seconds = time.perf_counter() - start
         return record
     record.path, record.seconds, record.notes = str(path), result.seconds, result.notes()
+    if key and cache is not None:
+        stored = cache.store(key, parts, path, record.notes, result.seconds)
+        record.notes += [note for note in (damaged, stored) if note]
     return record
 
 

@@ -201,6 +201,8 @@ class ArtifactRecord:
     notes: list[str] = field(default_factory=list)
     artifact: str = ""
     source: str = "export"
+    #: The file came from the export cache (:mod:`nnkit.cache`), verified, not exported.
+    cached: bool = False
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -215,6 +217,7 @@ class ArtifactRecord:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "notes": list(self.notes),
+            "cached": self.cached,
         }
 
     @classmethod
@@ -228,6 +231,7 @@ class ArtifactRecord:
             notes=list(data["notes"]),
             artifact=data.get("artifact") or data["exporter"],
             source=data.get("source", "export"),
+            cached=bool(data.get("cached", False)),
         )
 
 
