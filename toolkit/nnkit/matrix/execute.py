@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ from nnkit.fsutil import temporary_folder
 from nnkit.matrix.cases import ParityRequestError, ShapeCase
 from nnkit.matrix.cell import CaseRun, judge_row, run_cell
 from nnkit.matrix.plan import ArtifactPlan, ModelPlan, Plan
+from nnkit.matrix.pool import CellPool
 from nnkit.matrix.results import (
     ArtifactRecord,
     Cell,
@@ -61,6 +65,7 @@ def execute(
         NnkitError: a model that cannot be built (its code fails, exits or hangs while
             imported or built), or a ``compare`` rule for an output no model has.
     """
+    from nnkit.backends import probe
     from nnkit.steps import ModelRequest, register
     from nnkit.worker import InProcess, Worker, preload
 
@@ -85,11 +90,44 @@ def execute(
         cache = ExportCache(request.cache)
     total = len(chosen)
     counter = iter(range(1, total + 1))
+    lock = threading.Lock()  # progress is told from the pool's threads (--jobs)
+    rows: list[tuple[list[Cell], list[Future[None]], list[CaseRun]]] = []
+
+    def run_one(
+        runtimes: Worker,
+        cell: Cell,
+        record: ArtifactRecord,
+        runs: list[CaseRun],
+        tolerance: Tolerance,
+        index: int,
+    ) -> None:
+        if progress:
+            with lock:
+                progress(ProgressEvent(index, total, cell.model, cell.artifact, cell.backend))
+        # Not timed: starting a runtime in a fresh worker (importing it, its probe) is not
+        # the cell's time; a runtime that fails here fails again in the cell, which says so.
+        with contextlib.suppress(NnkitError):
+            runtimes.call(probe, cell.backend, timeout=request.timeout)
+        began = time.perf_counter()
+        cell.results = run_cell(
+            runtimes,
+            cell,
+            record,
+            runs,
+            tolerance,
+            request.timeout,
+            budget=request.max_seconds_per_cell,
+        )
+        cell.seconds = time.perf_counter() - began
+        if progress:
+            with lock:
+                progress(ProgressEvent(index, total, cell.model, cell.artifact, cell.backend, cell))
+
     # The folder outlives the workers: they are stopped before it is cleaned up.
     with (
         _folder(request.artifacts) as folder,
         InProcess() if objects else Worker("PyTorch") as user,
-        Worker("runtimes") as runtimes,
+        CellPool(request.jobs) as pool,
     ):
         user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
         infos = {m.name: _build(user, requests[m.name], request.timeout) for m in models}
@@ -109,23 +147,29 @@ def execute(
                     user, requests[m.name], m.name, artifact, folder, request.timeout, cache
                 )
                 report.exports.append(record)
-                row = []
-                for backend in backends:
-                    index = next(counter)
-                    if progress:
-                        progress(ProgressEvent(index, total, m.name, artifact.id, backend))
-                    cell = Cell(m.name, artifact.exporter, backend, artifact=artifact.id)
-                    began = time.perf_counter()
-                    cell.results = run_cell(
-                        runtimes, cell, record, runs, tolerance, request.timeout
+                row = [Cell(m.name, artifact.exporter, b, artifact=artifact.id) for b in backends]
+                futures = [
+                    pool.submit(
+                        functools.partial(
+                            run_one,
+                            cell=cell,
+                            record=record,
+                            runs=runs,
+                            tolerance=tolerance,
+                            index=next(counter),
+                        )
                     )
-                    cell.seconds = time.perf_counter() - began
-                    report.cells_run.append(cell)
-                    row.append(cell)
-                    if progress:
-                        progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
-                judge_row(row, runs)
-                report.results.extend(r for c in row for r in c.results)
+                    for cell in row
+                ]
+                rows.append((row, futures, runs))
+        # Every row in plan order, once its cells are done: the report does not depend
+        # on which cell finished first.
+        for row, futures, runs in rows:
+            for future in futures:
+                future.result()
+            report.cells_run.extend(row)
+            judge_row(row, runs)
+            report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
         for record in report.exports:
             record.path = None

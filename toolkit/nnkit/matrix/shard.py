@@ -107,14 +107,15 @@ def shard_cells(plan: Plan, shard: Shard) -> list[str]:
 
 
 def settings(plan: Plan) -> str:
-    """A hash of what judges the cells besides the plan: strictness and each model's
-    tolerances, rules and ignored outputs (shards run with other settings must not merge)."""
+    """A hash of what judges the cells besides the plan: strictness, the cap per cell,
+    each model's tolerances, rules and ignored outputs (shards run with other settings must not merge)."""
     from nnkit.matrix.plan import fingerprint
 
     request = plan.request
     return fingerprint(
         {
             "strict": request.strict,
+            "max_seconds_per_cell": request.max_seconds_per_cell,
             "models": {
                 m.name: [
                     m.spec.atol,
