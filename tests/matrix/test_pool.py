@@ -8,22 +8,9 @@ from typing import Any
 
 import pytest
 
+from nnkit.matrix.merge import comparable
 from tests.conftest import run_cli
 from tests.test_isolation import models, out_of_range  # noqa: F401 - fixtures
-
-
-def _comparable(data: dict[str, Any]) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))
-    data.pop("seconds")
-    for c in data["cells"]:
-        c.pop("seconds")
-    for e in data["exports"]:
-        e.pop("seconds")
-        e.pop("cached")
-    for r in data["results"]:
-        r.pop("seconds")
-        r["message"] = r["message"].split("; it was at")[0]
-    return data
 
 
 def _run(tmp_path: Path, name: str, *args: str) -> tuple[int, dict[str, Any]]:
@@ -38,7 +25,7 @@ def test_jobs_give_the_same_report_as_one_job(tmp_path: Path) -> None:
     one = _run(tmp_path, "one", *args)
     three = _run(tmp_path, "three", *args, "--jobs", "3")
     assert one[0] == three[0] == 0
-    assert _comparable(one[1]) == _comparable(three[1])
+    assert comparable(one[1]) == comparable(three[1])
     assert len(one[1]["cells"]) == 3 * 2 * len(one[1]["request"]["backends"])
 
 
@@ -55,7 +42,7 @@ def test_a_runtime_that_aborts_takes_down_only_its_cell_with_jobs(
     assert "aborted (SIGABRT)" in tract["message"]
     assert cells["cpu"] != "error" and cells["reference"] != "error"  # they ran to the end
     _, serial = _run(tmp_path, "one", *args)
-    assert _comparable(serial) == _comparable(data)
+    assert comparable(serial) == comparable(data)
 
 
 @pytest.mark.parametrize("strict", [False, True])

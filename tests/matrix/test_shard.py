@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from nnkit.matrix.merge import comparable
 from nnkit.matrix.plan import ParityRequest, plan
 from nnkit.matrix.shard import Shard, assign, model_cost, parse_shard, shard_cells
 from tests.conftest import assert_one_line_error, run_cli
@@ -84,23 +85,6 @@ def test_list_as_text_names_every_cell() -> None:
 # -- merge -----------------------------------------------------------------------------------
 
 
-def _comparable(data: dict[str, Any]) -> dict[str, Any]:
-    """A report without what differs between runs of one plan: timings, cache hits, the
-    shard it was."""
-    data = json.loads(json.dumps(data))
-    data.pop("seconds")
-    data["plan"].pop("shard", None)
-    data["plan"].pop("merged", None)
-    for c in data["cells"]:
-        c.pop("seconds")
-    for e in data["exports"]:
-        e.pop("seconds")
-        e.pop("cached")
-    for r in data["results"]:
-        r.pop("seconds")
-    return data
-
-
 @pytest.fixture(scope="module")
 def zoo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The zoo, unsharded and as 3 shards (each a real ``nnkit parity`` run)."""
@@ -125,7 +109,7 @@ def test_three_shards_merge_into_exactly_the_unsharded_report(zoo_runs, tmp_path
     assert merged.exit_code == code == full["exit_code"]
     data = json.loads((tmp_path / "m.json").read_text())
     assert data["plan"]["merged"] == 3
-    assert _comparable(data) == _comparable(full)
+    assert comparable(data) == comparable(full)
     assert data["summary"] == full["summary"] and data["summary"]["total"] == 216
     assert "nnkit parity" in (tmp_path / "m.md").read_text()
     assert (tmp_path / "m.xml").read_text().count("<testcase") == 72
@@ -207,3 +191,29 @@ def test_merge_refuses_a_file_that_is_not_a_report(tmp_path: Path, content, need
     bad.write_text(content)
     assert_one_line_error(run_cli("report", "merge", str(bad)), needle)
     assert_one_line_error(run_cli("report", "merge", str(tmp_path / "none.json")), "cannot read")
+
+
+def test_merge_reads_json_only_it_imports_no_torch_nor_runtimes(zoo_runs) -> None:
+    folder = zoo_runs["folder"]
+    code = (
+        "import sys\n"
+        "from nnkit.cli import cli\n"
+        "try:\n"
+        "    cli.main(['report', 'merge', *sys.argv[1:], '--json', '/dev/null'], prog_name='nnkit')\n"
+        "except SystemExit as e:\n"
+        "    heavy = ('torch', 'onnx', 'onnxruntime', 'openvino', 'tract')\n"
+        "    print('EXIT', e.code, [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+    )
+    shards = [str(folder / f"s{i}.json") for i in (1, 2, 3)]
+    out = subprocess.run(
+        [sys.executable, "-c", code, *shards], capture_output=True, text=True, timeout=120
+    )
+    assert f"EXIT {zoo_runs['full'][0]} []" in out.stderr, out.stderr
+
+
+def test_list_json_without_a_file_prints_on_stdout() -> None:
+    result = run_cli("parity", "relu", "--backends", "cpu", "--list", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [c["id"] for c in data["cells"]] == ["relu|dynamo|cpu", "relu|torchscript|cpu"]
+    assert set(data["costs"]) == {"relu"}

@@ -15,6 +15,7 @@ from nnkit.commands._options import (
     ParsedType,
     ignore_output_option,
     input_spec_option,
+    json_report_option,
     model_files,
     timeout_option,
 )
@@ -128,16 +129,7 @@ class ShardType(ParsedType):
     "NAME:cosine[:min=0.9999], NAME:set[:axis=-1,atol=X,rtol=Y] (order-insensitive, "
     "for top-k/NMS) [default: allclose, scale-aware].",
 )
-@click.option(
-    "--json",
-    "json_file",
-    type=_FILE,
-    default=None,
-    is_flag=False,
-    flag_value="-",
-    help="Write the JSON report here (- or no value: on stdout, the console report then "
-    "goes to stderr).",
-)
+@json_report_option("Write the JSON report here")
 @click.option(
     "--markdown",
     "markdown_file",
@@ -270,16 +262,7 @@ def command(
 
     if no_cache and cache_dir is not None:
         raise click.UsageError("--cache and --no-cache contradict each other: give one")
-    to_stdout = json_file == Path("-")
-    writers = [
-        (option, path, write)
-        for option, path, write in (
-            ("--json", None if to_stdout else json_file, "json"),
-            ("--markdown", markdown_file, "markdown"),
-            ("--junit", junit_file, "junit"),
-        )
-        if path is not None
-    ]
+    writers, to_stdout = report_writers(json_file, markdown_file, junit_file)
     rules: dict[str, Rule] = {}
     for name, rule in compare:
         if name in rules:
@@ -329,6 +312,20 @@ def command(
     finally:
         progress.finish()
     return emit(report, writers, verbose=verbose, json_to_stdout=to_stdout)
+
+
+def report_writers(
+    json_file: Path | None, markdown_file: Path | None, junit_file: Path | None
+) -> tuple[list[tuple[str, Path, str]], bool]:
+    """The report files asked for, as ``(option, path, kind)``, and whether the JSON
+    report goes to stdout (``--json -``)."""
+    to_stdout = json_file == Path("-")
+    asked = (
+        ("--json", None if to_stdout else json_file, "json"),
+        ("--markdown", markdown_file, "markdown"),
+        ("--junit", junit_file, "junit"),
+    )
+    return [(option, path, kind) for option, path, kind in asked if path is not None], to_stdout
 
 
 def emit(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from nnkit.commands._options import json_report_option
+
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
 
@@ -20,16 +22,7 @@ command = group
 
 @group.command("merge")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--json",
-    "json_file",
-    type=_FILE,
-    default=None,
-    is_flag=False,
-    flag_value="-",
-    help="Write the merged JSON report here (- or no value: on stdout, the console report "
-    "then goes to stderr).",
-)
+@json_report_option("Write the merged JSON report here")
 @click.option(
     "--markdown",
     "markdown_file",
@@ -60,20 +53,11 @@ def merge(
     settings (other models, backends, cases, tolerances, --strict), a report whose cells
     are not its shard's. Exit status otherwise: the merged verdict's (0 pass, 1 fail).
     """
-    from nnkit.commands.parity import emit
+    from nnkit.commands.parity import emit, report_writers
     from nnkit.fsutil import check_distinct, check_writable
     from nnkit.matrix.merge import merge_files
 
-    to_stdout = json_file == Path("-")
-    writers = [
-        (option, path, kind)
-        for option, path, kind in (
-            ("--json", None if to_stdout else json_file, "json"),
-            ("--markdown", markdown_file, "markdown"),
-            ("--junit", junit_file, "junit"),
-        )
-        if path is not None
-    ]
+    writers, to_stdout = report_writers(json_file, markdown_file, junit_file)
     for _, path, _ in writers:
         check_writable(path)
     check_distinct(

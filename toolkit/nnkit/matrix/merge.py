@@ -98,6 +98,20 @@ def merge_reports(reports: Sequence[tuple[str, Mapping[str, Any]]]) -> ParityRep
     return _combine(ordered, list(first["plan"]["cells"]), count)
 
 
+def comparable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON report without what differs between two runs of one plan: timings, cache
+    hits, the shard it was or the shards it merged. Two runs agree when these are equal."""
+    out = json.loads(json.dumps(data))
+    out.pop("seconds", None)
+    for key in ("shard", "merged"):
+        out.get("plan", {}).pop(key, None)
+    for key in ("cells", "exports", "results"):
+        for item in out.get(key, []):
+            item.pop("seconds", None)
+            item.pop("cached", None)
+    return out
+
+
 def _plan_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
     plan = data["plan"]
     return (plan["fingerprint"], plan.get("settings"), data.get("strict"))
