@@ -60,13 +60,14 @@ def main() -> int:
         cache = ["--cache", str(work / "cache")]
 
         def parity(name: str, *extra: str) -> list[str]:
+            # One artifacts folder for every run: the reports name the same files.
             out = work / name
             out.mkdir(exist_ok=True)
             return [
                 "parity",
                 *models,
                 "--artifacts",
-                str(out / "onnx"),
+                str(work / "onnx"),
                 "--json",
                 str(out / "parity.json"),
                 "--markdown",
@@ -100,9 +101,16 @@ def main() -> int:
         merged = work / "merged.json"
         files = [str(work / f"s{i}" / "parity.json") for i in (1, 2, 3)]
         merge = timed(["report", "merge", *files, "--json", str(merged)])
-        same = comparable(json.loads(merged.read_text())) == comparable(
-            json.loads((work / "warm" / "parity.json").read_text())
-        )
+        whole = comparable(json.loads((work / "warm" / "parity.json").read_text()))
+        parts = comparable(json.loads(merged.read_text()))
+        differ = [key for key in whole if whole[key] != parts.get(key)]
+        same = not differ
+        if differ:
+            print(f"the merged report differs in {', '.join(differ)}", file=sys.stderr)
+            for key in differ:
+                print(
+                    f"  {key}: {whole[key]!r:.300}\n  vs {parts.get(key)!r:.300}", file=sys.stderr
+                )
         rows.append(
             (
                 "`nnkit report merge` (3 shards)",
