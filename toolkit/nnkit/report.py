@@ -84,9 +84,14 @@ def headline(report: ParityReport) -> str:
         if report.artifacts == report.exporters
         else f"{_n(len(report.artifacts), 'artifact')} ({', '.join(report.artifacts)})"
     )
+    shard = report.plan.get("shard")
+    where = ""
+    if shard:  # a share of a plan: the merge of every shard gives the verdict
+        where = f"; shard {shard['index']}/{shard['count']} of plan {report.plan['fingerprint']}"
+        where += "" if shard["cells"] else " (no cells: more shards than models)"
     return (
         f"{_n(len(report.models), 'model')} x {columns} x {_n(len(report.backends), 'backend')} "
-        f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch"
+        f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch{where}"
     )
 
 

@@ -302,6 +302,9 @@ def command(
         request, **_scale_options(shard, cache_dir, no_cache, jobs, max_seconds_per_cell)
     )
     if list_plan:
+        ran = [option for option, _, kind in writers if kind != "json"]
+        if ran:
+            raise click.UsageError(f"{ran[0]} is a report of a run; --list runs nothing")
         return _list(request, json_file, to_stdout)
     from nnkit.parity import run
     from nnkit.report import Progress
