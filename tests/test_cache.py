@@ -226,3 +226,22 @@ def test_two_processes_filling_the_same_entries_at_once(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "cache" / "exports").iterdir() if p.name.startswith(".")]
     entry, _ = cache.fetch(f"{7:064x}", tmp_path / "again.onnx")
     assert entry is not None and (tmp_path / "again.onnx").read_bytes() == source.read_bytes()
+
+
+def test_a_cached_file_names_its_model_file_from_where_it_now_lives(
+    net: Path, tmp_path: Path
+) -> None:
+    """The entry was exported for another folder: ``nnkit.model_file`` is stamped again,
+    relative to the new artifact, so ``--onnx`` checks of it find the model's source."""
+    import onnx
+
+    cache = tmp_path / "cache"
+    first = tmp_path / "a"
+    second = tmp_path / "deeper" / "b"
+    _parity(net, cache, tmp_path / "a.json", "--artifacts", str(first))
+    data = _parity(net, cache, tmp_path / "b.json", "--artifacts", str(second))
+    (record,) = data["exports"]
+    assert record["cached"] is True
+    meta = {p.key: p.value for p in onnx.load(record["path"]).metadata_props}
+    assert (Path(record["path"]).parent / meta["nnkit.model_file"]).resolve() == net.resolve()
+    assert meta["nnkit.model_file"].startswith("../../")

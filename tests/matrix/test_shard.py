@@ -217,3 +217,9 @@ def test_list_json_without_a_file_prints_on_stdout() -> None:
     data = json.loads(result.stdout)
     assert [c["id"] for c in data["cells"]] == ["relu|dynamo|cpu", "relu|torchscript|cpu"]
     assert set(data["costs"]) == {"relu"}
+
+
+def test_report_merge_has_help() -> None:
+    result = run_cli("report", "merge", "--help")
+    assert result.exit_code == 0 and "Usage: cli report merge" in result.stdout
+    assert "--junit" in result.stdout and "missing" in result.stdout
