@@ -184,7 +184,11 @@ def test_merge_refuses_a_report_without_its_cells(zoo_runs, tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("{not json", "is not JSON"), ('{"schema": "other"}', "is not an nnkit parity report")],
+    [
+        ("{not json", "is not JSON"),
+        ('{"schema": "other"}', "is not an nnkit parity report"),
+        ('{"schema": "nnkit.parity/1", "plan": {"fingerprint": "x"}}', "does not record"),
+    ],
 )
 def test_merge_refuses_a_file_that_is_not_a_report(tmp_path: Path, content, needle) -> None:
     bad = tmp_path / "bad.json"
