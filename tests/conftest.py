@@ -14,6 +14,20 @@ from click.testing import CliRunner, Result
 from nnkit.cli import cli
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _export_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """nnkit parity caches exports under $XDG_CACHE_HOME/nnkit: the tests use a cache of
+    their own (shared by the session), never the user's. A test of the cache itself gives
+    --cache a folder of its own."""
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run ``nnkit ARGS`` in-process; stdout and stderr apart."""
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env)

@@ -134,7 +134,14 @@ def test_sys_exit_in_forward_is_an_error_and_the_report_is_written(models, tmp_p
     )  # fmt: skip
     assert result.exit_code == 1, result.output
     data = _json(report)
-    assert data["summary"] == {"pass": 2, "mismatch": 0, "unsupported": 0, "error": 1, "total": 3}
+    assert data["summary"] == {
+        "pass": 2,
+        "mismatch": 0,
+        "unsupported": 0,
+        "timeout": 0,
+        "error": 1,
+        "total": 3,
+    }
     error = next(r for r in data["results"] if r["status"] == "error")
     assert error["case"] == "batch=5"
     assert "called sys.exit(0) in forward at" in error["message"]

@@ -60,7 +60,14 @@ def test_json_report_has_the_documented_keys(mixed, tmp_path: Path) -> None:
     assert data == json.loads(json.dumps(to_json(bad)))
     assert {"schema", "verdict", "exit_code", "summary", "results", "environment"} <= set(data)
     assert data["verdict"] == "fail" and data["exit_code"] == 1
-    assert data["summary"] == {"pass": 0, "mismatch": 6, "unsupported": 0, "error": 0, "total": 6}
+    assert data["summary"] == {
+        "pass": 0,
+        "mismatch": 6,
+        "unsupported": 0,
+        "timeout": 0,
+        "error": 0,
+        "total": 6,
+    }
     result = data["results"][0]
     assert {"model", "exporter", "backend", "case", "status", "shapes", "outputs"} <= set(result)
     assert (result["model"], result["exporter"], result["status"]) == (

@@ -40,6 +40,7 @@ COMMANDS = {
     "localize": "localize",
     "bench": "bench",
     "doctor": "doctor",
+    "report": "report",
 }
 
 

@@ -23,12 +23,19 @@ from nnkit.render import table
 __all__ = ["SCHEMA", "Progress", "render_console", "to_json", "to_junit", "to_markdown"]
 
 #: Console words per status, upper case where something failed.
-CONSOLE = {"pass": "pass", "mismatch": "MISMATCH", "unsupported": "unsupported", "error": "ERROR"}
+CONSOLE = {
+    "pass": "pass",
+    "mismatch": "MISMATCH",
+    "unsupported": "unsupported",
+    "timeout": "timeout",
+    "error": "ERROR",
+}
 #: Markdown per status: a mark a reader spots in a job summary.
 MARKDOWN = {
     "pass": "✅ pass",
     "mismatch": "❌ mismatch",
     "unsupported": "⚠️ unsupported",
+    "timeout": "⏱️ timeout",
     "error": "💥 error",
 }
 
@@ -78,20 +85,48 @@ def headline(report: ParityReport) -> str:
         if report.artifacts == report.exporters
         else f"{_n(len(report.artifacts), 'artifact')} ({', '.join(report.artifacts)})"
     )
+    shard = report.plan.get("shard")
+    where = ""
+    if shard:  # a share of a plan: the merge of every shard gives the verdict
+        where = f"; shard {shard['index']}/{shard['count']} of plan {report.plan['fingerprint']}"
+        where += "" if shard["cells"] else " (no cells: more shards than models)"
     return (
         f"{_n(len(report.models), 'model')} x {columns} x {_n(len(report.backends), 'backend')} "
-        f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch"
+        f"({', '.join(report.backends)}), {cases} shape cases each, against PyTorch{where}"
     )
 
 
 def verdict_line(report: ParityReport) -> str:
     """``PASS: 212 results: 210 pass, 2 unsupported (12.3 s)``."""
     summary = report.summary()
-    counts = ", ".join(f"{summary[s]} {s}" for s in REPORT_ORDER)
+    counts = ", ".join(f"{summary[s]} {s}" for s in _shown(summary))
     word = "PASS" if report else "FAIL"
     warned = f", {report.warned} with warnings" if report.warned else ""
-    strict = " (--strict: unsupported and warnings fail)" if report.strict else ""
+    failing = "unsupported, timeout" if summary["timeout"] else "unsupported"
+    strict = f" (--strict: {failing} and warnings fail)" if report.strict else ""
     return f"{word}: {summary['total']} results: {counts}{warned}{strict} [{report.seconds:.1f} s]"
+
+
+def _shown(summary: dict[str, int]) -> list[str]:
+    """The statuses a verdict line counts: every one, ``timeout`` only when there is one
+    (it exists only with ``--max-seconds-per-cell``)."""
+    return [s for s in REPORT_ORDER if s != "timeout" or summary[s]]
+
+
+#: How many of the slowest cells the console report lists.
+SLOWEST = 5
+
+
+def slowest(report: ParityReport, count: int = SLOWEST) -> list[str]:
+    """The ``count`` slowest cells, slowest first, with each case's seconds on the
+    backend: where a matrix's time goes (the onnx reference evaluator, on big models)."""
+    # As the JSON keeps them (ms), so a report read back from its JSON prints the same.
+    cells = sorted(report.cells(), key=lambda c: -round(c.seconds, 3))[:count]
+    return [
+        f"{round(c.seconds, 3):7.2f} s  {c.model} / {c.artifact} / {c.backend}"
+        + (f" ({c.status})" if c.status != "pass" else "")
+        for c in cells
+    ]
 
 
 def problems(report: ParityReport) -> list[str]:
@@ -225,6 +260,15 @@ def render_console(report: ParityReport, *, verbose: bool = False) -> str:
             "notes (not failures; a cell with a note of its own is marked *):",
             *_indent("\n".join(found), 2),
         ]
+    cells = report.cells()
+    if len(cells) > 1:
+        spent = sum(round(c.seconds, 3) for c in cells)
+        shown = min(SLOWEST, len(cells))
+        parts += [
+            "",
+            f"slowest cells ({shown} of {len(cells)}, {spent:.1f} s in all cells):",
+            *_indent("\n".join(slowest(report)), 2),
+        ]
     parts += ["", verdict_line(report)]
     return "\n".join(parts)
 
@@ -293,7 +337,7 @@ def to_markdown(report: ParityReport) -> str:
         "",
         headline(report) + ".",
         "",
-        " · ".join(f"**{summary[s]}** {s}" for s in REPORT_ORDER)
+        " · ".join(f"**{summary[s]}** {s}" for s in _shown(summary))
         + f" (of {summary['total']} results, {report.seconds:.1f} s)",
     ]
     for artifact, rows in grids(report, MARKDOWN):
@@ -400,7 +444,7 @@ def _testcase(suite: ET.Element, cell: Cell, *, strict: bool) -> None:
         first = next(r for r in cell.results if r.status == status)
         line = first.message.splitlines()[0] if first.message else ""
         message = f"{status}: case {first.case}: {line}"
-        if status == "unsupported" and not strict:
+        if status in ("unsupported", "timeout") and not strict:
             ET.SubElement(case, "skipped", message=message)
         else:
             tag = "error" if status == "error" else "failure"

@@ -162,6 +162,19 @@ def timeout_option(what: str) -> Callable[[F], F]:
     )
 
 
+def json_report_option(what: str) -> Callable[[F], F]:
+    """``--json FILE`` for a report; ``--json`` alone or ``--json -``: on stdout."""
+    return click.option(
+        "--json",
+        "json_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        is_flag=False,
+        flag_value="-",
+        help=f"{what} (- or no value: on stdout, the console report then goes to stderr).",
+    )
+
+
 def ignore_output_option() -> Callable[[F], F]:
     """``--ignore-output NAME``, repeatable: outputs neither exported nor compared."""
     return click.option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +11,11 @@ import click
 from nnkit.commands._options import (
     TOLERANCE,
     CommaList,
+    FiniteFloat,
     ParsedType,
     ignore_output_option,
     input_spec_option,
+    json_report_option,
     model_files,
     timeout_option,
 )
@@ -20,6 +23,7 @@ from nnkit.commands._options import (
 if TYPE_CHECKING:
     from nnkit.compare import Rule
     from nnkit.matrix.plan import ParityRequest
+    from nnkit.matrix.shard import Shard
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -33,6 +37,17 @@ class CompareType(ParsedType):
         from nnkit.compare import parse_compare
 
         return parse_compare(text)
+
+
+class ShardType(ParsedType):
+    """``I/N`` -> :class:`~nnkit.matrix.shard.Shard`."""
+
+    name = "I/N"
+
+    def parse(self, text: str) -> Shard:
+        from nnkit.matrix.shard import parse_shard
+
+        return parse_shard(text)
 
 
 @click.command("parity")
@@ -114,7 +129,7 @@ class CompareType(ParsedType):
     "NAME:cosine[:min=0.9999], NAME:set[:axis=-1,atol=X,rtol=Y] (order-insensitive, "
     "for top-k/NMS) [default: allclose, scale-aware].",
 )
-@click.option("--json", "json_file", type=_FILE, default=None, help="Write the JSON report here.")
+@json_report_option("Write the JSON report here")
 @click.option(
     "--markdown",
     "markdown_file",
@@ -158,6 +173,48 @@ class CompareType(ParsedType):
     help="With --onnx and no MODEL: import the model the file's metadata names even where "
     "it is code outside the zoo (never done otherwise: a file must not run code).",
 )
+# -- scale: the plan, shards, the export cache, parallel cells, a cap per cell ----------
+@click.option(
+    "--list",
+    "list_plan",
+    is_flag=True,
+    help="Print the plan (every cell: its stable id model|artifact|backend, the model, "
+    "artifact and backend) and exit; nothing is exported or run and torch is not imported. "
+    "With --json: the plan as JSON.",
+)
+@click.option(
+    "--shard",
+    type=ShardType(),
+    default=None,
+    help="Run only the I-th of N shares of the cells (e.g. 2/3), balanced by expected "
+    "cost; a model's cells stay in one shard. Merge the shards' --json reports with "
+    "nnkit report merge.",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The export cache: a file exported before from the same model code, weights, "
+    "inputs, exporter, opset and versions is reused (verified by its hash) [default: "
+    "$XDG_CACHE_HOME/nnkit, else ~/.cache/nnkit].",
+)
+@click.option("--no-cache", is_flag=True, help="Export afresh: neither read nor fill the cache.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Run cells in this many runtime worker processes at once (helps with several "
+    "cores and slow backends; exports stay one at a time).",
+)
+@click.option(
+    "--max-seconds-per-cell",
+    type=FiniteFloat(min=0, min_open=True),
+    default=None,
+    help="Stop a cell (loading the file and every case on one backend) after this many "
+    "seconds: its cases not done are 'timeout', a failure only with --strict.",
+)
 def command(
     models: tuple[str, ...],
     config: Path | None,
@@ -181,6 +238,12 @@ def command(
     timeout: float,
     localize: bool,
     trust_metadata: bool,
+    list_plan: bool,
+    shard: Shard | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    jobs: int,
+    max_seconds_per_cell: float | None,
 ) -> int:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
 
@@ -204,18 +267,10 @@ def command(
     2 the request cannot be carried out (unknown model/backend, backend not available).
     """
     from nnkit.fsutil import check_distinct, check_writable
-    from nnkit.parity import run
-    from nnkit.report import Progress, render_console, write_json, write_junit, write_markdown
 
-    writers = [
-        (option, path, write)
-        for option, path, write in (
-            ("--json", json_file, write_json),
-            ("--markdown", markdown_file, write_markdown),
-            ("--junit", junit_file, write_junit),
-        )
-        if path is not None
-    ]
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--cache and --no-cache contradict each other: give one")
+    writers, to_stdout = report_writers(json_file, markdown_file, junit_file)
     rules: dict[str, Rule] = {}
     for name, rule in compare:
         if name in rules:
@@ -251,16 +306,102 @@ def command(
         from nnkit.matrix.plan import ParityRequest
 
         request = ParityRequest.from_options(models, **model_options, **request_options)
+    # How the run is carried out, with or without a manifest.
+    request = dataclasses.replace(
+        request, **_scale_options(shard, cache_dir, no_cache, jobs, max_seconds_per_cell)
+    )
+    if list_plan:
+        ran = [option for option, _, kind in writers if kind != "json"]
+        if ran:
+            raise click.UsageError(f"{ran[0]} is a report of a run; --list runs nothing")
+        return _list(request, json_file, to_stdout)
+    from nnkit.parity import run
+    from nnkit.report import Progress
+
     progress = Progress()
     try:
         report = run(request, progress=progress)
     finally:
         progress.finish()
+    return emit(report, writers, verbose=verbose, json_to_stdout=to_stdout)
+
+
+def report_writers(
+    json_file: Path | None, markdown_file: Path | None, junit_file: Path | None
+) -> tuple[list[tuple[str, Path, str]], bool]:
+    """The report files asked for, as ``(option, path, kind)``, and whether the JSON
+    report goes to stdout (``--json -``)."""
+    to_stdout = json_file == Path("-")
+    asked = (
+        ("--json", None if to_stdout else json_file, "json"),
+        ("--markdown", markdown_file, "markdown"),
+        ("--junit", junit_file, "junit"),
+    )
+    return [(option, path, kind) for option, path, kind in asked if path is not None], to_stdout
+
+
+def emit(
+    report: Any,
+    writers: list[tuple[str, Path, str]],
+    *,
+    verbose: bool = False,
+    json_to_stdout: bool = False,
+) -> int:
+    """Write a report's files, print it (JSON on stdout: the console one on stderr); its
+    exit status."""
+    import json
+
+    from nnkit.report import render_console, to_json, write_json, write_junit, write_markdown
+
+    write = {"json": write_json, "markdown": write_markdown, "junit": write_junit}
     # The reports first: a console that went away (| head) must not cost them.
-    for _, path, write in writers:
-        write(path, report)
-    click.echo(render_console(report, verbose=verbose))
-    return report.exit_code
+    for _, path, kind in writers:
+        write[kind](path, report)
+    console = render_console(report, verbose=verbose)
+    if json_to_stdout:
+        click.echo(console, err=True)
+        click.echo(json.dumps(to_json(report), indent=2, allow_nan=False))
+    else:
+        click.echo(console)
+    return int(report.exit_code)
+
+
+def _scale_options(
+    shard: Shard | None,
+    cache_dir: Path | None,
+    no_cache: bool,
+    jobs: int,
+    max_seconds_per_cell: float | None,
+) -> dict[str, Any]:
+    """The request fields of the scale options (the cache: its folder, or None)."""
+    from nnkit.cache import default_cache_dir
+
+    cache = None if no_cache else (cache_dir or default_cache_dir())
+    return {
+        "shard": shard,
+        "cache": cache,
+        "jobs": jobs,
+        "max_seconds_per_cell": max_seconds_per_cell,
+    }
+
+
+def _list(request: ParityRequest, json_file: Path | None, to_stdout: bool) -> int:
+    """``--list``: the plan (or the shard's part), as text or JSON; nothing runs."""
+    import json
+
+    from nnkit.fsutil import write_text
+    from nnkit.matrix.plan import plan
+    from nnkit.matrix.shard import listing, render_listing
+
+    data = listing(plan(request), request.shard)
+    text = json.dumps(data, indent=2, default=str)
+    if to_stdout:
+        click.echo(text)
+        return 0
+    if json_file is not None:
+        write_text(json_file, text + "\n")
+    click.echo(render_listing(data))
+    return 0
 
 
 def _from_config(

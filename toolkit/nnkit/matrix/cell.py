@@ -9,8 +9,9 @@ nnkit's own code while judging is an ``error`` result that keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +49,38 @@ class CaseRun:
     ignored: tuple[str, ...] = ()
 
 
+@dataclass
+class Budget:
+    """A cell's time: ``--timeout`` per call, and ``--max-seconds-per-cell`` for the whole
+    cell (``cap``; None: none). A call's timeout is the lesser of the two that is left."""
+
+    timeout: float | None
+    cap: float | None = None
+    start: float = field(default_factory=time.monotonic)
+
+    def call_timeout(self) -> float | None:
+        """The timeout of the next call into the runtime's worker."""
+        if self.cap is None:
+            return self.timeout
+        left = max(self.start + self.cap - time.monotonic(), 0.01)
+        return min(self.timeout, left) if self.timeout else left
+
+    @property
+    def spent(self) -> bool:
+        return self.cap is not None and time.monotonic() >= self.start + self.cap
+
+    def stopped(self, error: Exception) -> bool:
+        """Whether ``error`` is the cap's doing (a call stopped because the cell's time ran out)."""
+        from nnkit.worker import WorkerTimeout
+
+        return isinstance(error, WorkerTimeout) and self.spent
+
+    def message(self, backend: str, error: Exception | None = None) -> str:
+        where = getattr(error, "where", "")
+        what = f"stopped; it was at {where}" if where else "stopped" if error else "not run"
+        return f"{backend}: the cell ran past --max-seconds-per-cell {self.cap:g} s: {what}"
+
+
 def run_cell(
     runtimes: Executor,
     cell: Cell,
@@ -55,13 +88,16 @@ def run_cell(
     runs: Sequence[CaseRun],
     tolerance: Tolerance,
     timeout: float | None,
+    *,
+    budget: float | None = None,
 ) -> list[CaseResult]:
     """Load the file on the cell's backend once and run every case; never raises.
 
     The runtime runs in a worker: one that aborts or hangs makes its case an ``error``
     (the next case runs in a fresh worker). A backend that ran some case of the file
     but fails another does not lack support for the model: the file fails to generalise
-    (a ``mismatch``).
+    (a ``mismatch``). With a ``budget`` (seconds for the whole cell), the case running
+    when it is spent is stopped and it and the cases left are ``timeout``.
     """
     from nnkit.steps import close_backend, load_backend
     from nnkit.worker import WorkerFailure
@@ -72,9 +108,12 @@ def run_cell(
     if record.error or record.path is None:
         return results("error", f"export failed: {record.error}")
     path = record.path
+    limits = Budget(timeout, budget)
     try:
-        declared = runtimes.call(load_backend, cell.backend, path, timeout=timeout)
+        declared = runtimes.call(load_backend, cell.backend, path, timeout=limits.call_timeout())
     except WorkerFailure as e:
+        if limits.stopped(e):
+            return results("timeout", limits.message(cell.backend, e))
         return results("error", f"{cell.backend}: loading the file: {e.format_message()}")
     except (BackendError, BackendUnavailableError) as e:
         return results("unsupported", e.format_message())
@@ -82,7 +121,12 @@ def run_cell(
         f = failure(e, hint=TRACEBACK_HINT)
         return [_result(cell, run, "error", f.message, traceback=f.traceback) for run in runs]
     try:
-        return [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
+        return [
+            _result(cell, run, "timeout", limits.message(cell.backend))
+            if limits.spent
+            else _run_case(runtimes, cell, path, declared, run, tolerance, limits)
+            for run in runs
+        ]
     finally:
         with contextlib.suppress(NnkitError):
             runtimes.call(close_backend, cell.backend, path, timeout=timeout)
@@ -145,7 +189,7 @@ def _run_case(
     declared: tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]],
     run: CaseRun,
     tolerance: Tolerance,
-    timeout: float | None,
+    limits: Budget,
 ) -> CaseResult:
     from nnkit.backends.base import check_feeds
     from nnkit.steps import run_backend
@@ -158,7 +202,9 @@ def _run_case(
     feeds = _match_names(run.feeds, [i.name for i in inputs], what="inputs", notes=notes)
     try:
         check_feeds(inputs, feeds)  # here, before the runtime: a mismatch, not a crash
-        got, seconds = runtimes.call(run_backend, cell.backend, path, feeds, timeout=timeout)
+        got, seconds = runtimes.call(
+            run_backend, cell.backend, path, feeds, timeout=limits.call_timeout()
+        )
     except InputError as e:
         result = _result(
             cell,
@@ -169,6 +215,8 @@ def _run_case(
         result.notes = notes
         return result
     except WorkerFailure as e:
+        if limits.stopped(e):
+            return _result(cell, run, "timeout", limits.message(cell.backend, e))
         return _result(cell, run, "error", f"{cell.backend}: {e.format_message()}")
     except (BackendError, BackendUnavailableError) as e:
         return _result(cell, run, "unsupported", e.format_message())

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import re
+import threading
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nnkit.compare import Tolerance
 from nnkit.environment import environment
@@ -31,6 +34,7 @@ from nnkit.fsutil import make_folder, temporary_folder
 from nnkit.matrix.cases import ParityRequestError, ShapeCase
 from nnkit.matrix.cell import CaseRun, judge_row, run_cell
 from nnkit.matrix.plan import ArtifactPlan, ModelPlan, Plan
+from nnkit.matrix.pool import CellPool
 from nnkit.matrix.results import (
     ArtifactRecord,
     Cell,
@@ -38,8 +42,10 @@ from nnkit.matrix.results import (
     ProgressCallback,
     ProgressEvent,
 )
+from nnkit.matrix.shard import plan_record
 
 if TYPE_CHECKING:
+    from nnkit.cache import ExportCache
     from nnkit.steps import ModelInfo, ModelRequest
     from nnkit.worker import InProcess, Worker
 
@@ -58,11 +64,16 @@ def execute(
         NnkitError: a model that cannot be built (its code fails, exits or hangs while
             imported or built), or a ``compare`` rule for an output no model has.
     """
+    from nnkit.backends import probe
     from nnkit.steps import ModelRequest, register
     from nnkit.worker import InProcess, Worker, preload
 
     start = time.perf_counter()
     request = plan.request
+    if only is None and request.shard is not None:  # --shard I/N: that share of the cells
+        from nnkit.matrix.shard import shard_cells
+
+        only = shard_cells(plan, request.shard)
     chosen = {c.id for c in plan.cells if only is None or c.id in only}
     models = [m for m in plan.models if any(c.startswith(f"{m.name}|") for c in chosen)]
     requests = {m.name: ModelRequest(m.ref, m.inputs, m.spec.ignore_outputs) for m in models}
@@ -71,13 +82,53 @@ def execute(
     for m in objects:
         register(requests[m.name], m.resolved)
     report = _empty_report(plan, models)
+    cache = None
+    if request.cache is not None:
+        from nnkit.cache import ExportCache
+
+        cache = ExportCache(request.cache)
     total = len(chosen)
     counter = iter(range(1, total + 1))
+    lock = threading.Lock()  # progress is told from the pool's threads (--jobs)
+    rows: list[
+        tuple[list[Cell], list[Future[None]], list[CaseRun], ArtifactRecord, Tolerance, str]
+    ] = []
+
+    def run_one(
+        runtimes: Worker,
+        cell: Cell,
+        record: ArtifactRecord,
+        runs: list[CaseRun],
+        tolerance: Tolerance,
+        index: int,
+    ) -> None:
+        if progress:
+            with lock:
+                progress(ProgressEvent(index, total, cell.model, cell.artifact, cell.backend))
+        # Not timed: starting a runtime in a fresh worker (importing it, its probe) is not
+        # the cell's time; a runtime that fails here fails again in the cell, which says so.
+        with contextlib.suppress(NnkitError):
+            runtimes.call(probe, cell.backend, timeout=request.timeout)
+        began = time.perf_counter()
+        cell.results = run_cell(
+            runtimes,
+            cell,
+            record,
+            runs,
+            tolerance,
+            request.timeout,
+            budget=request.max_seconds_per_cell,
+        )
+        cell.seconds = time.perf_counter() - began
+        if progress:
+            with lock:
+                progress(ProgressEvent(index, total, cell.model, cell.artifact, cell.backend, cell))
+
     # The folder outlives the workers: they are stopped before it is cleaned up.
     with (
         _folder(request.artifacts) as folder,
         InProcess() if objects else Worker("PyTorch") as user,
-        Worker("runtimes") as runtimes,
+        CellPool(request.jobs) as pool,
     ):
         user.call(preload, ["torch"])  # not timed: importing torch is not the model's time
         infos = {m.name: _build(user, requests[m.name], request.timeout) for m in models}
@@ -94,41 +145,52 @@ def execute(
                 if not backends:
                     continue
                 record = _make_artifact(
-                    user, requests[m.name], m.name, artifact, folder, request.timeout
+                    user, requests[m.name], m.name, artifact, folder, request.timeout, cache
                 )
                 report.exports.append(record)
-                row = []
-                for backend in backends:
-                    index = next(counter)
-                    if progress:
-                        progress(ProgressEvent(index, total, m.name, artifact.id, backend))
-                    cell = Cell(m.name, artifact.exporter, backend, artifact=artifact.id)
-                    began = time.perf_counter()
-                    cell.results = run_cell(
-                        runtimes, cell, record, runs, tolerance, request.timeout
+                row = [Cell(m.name, artifact.exporter, b, artifact=artifact.id) for b in backends]
+                futures = [
+                    pool.submit(
+                        functools.partial(
+                            run_one,
+                            cell=cell,
+                            record=record,
+                            runs=runs,
+                            tolerance=tolerance,
+                            index=next(counter),
+                        )
                     )
-                    cell.seconds = time.perf_counter() - began
-                    report.cells_run.append(cell)
-                    row.append(cell)
-                    if progress:
-                        progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
-                judge_row(row, runs)
-                if request.localize:
-                    from nnkit.localize.cells import localize_row
+                    for cell in row
+                ]
+                rows.append((row, futures, runs, record, tolerance, m.name))
+        # Every row in plan order, once its cells are done: the report does not depend
+        # on which cell finished first.
+        for row, futures, runs, record, tolerance, name in rows:
+            for future in futures:
+                future.result()
+            report.cells_run.extend(row)
+            judge_row(row, runs)
+            if request.localize:
+                from nnkit.localize.cells import localize_row
 
-                    localize_row(
-                        row,
-                        runs,
-                        record,
+                def localize(runtimes: Worker, row: list[Cell] = row, **kw: Any) -> None:
+                    localize_row(row, runtimes=runtimes, **kw)
+
+                # On a runtime worker of the pool: the cells' workers, and the same ones.
+                pool.submit(
+                    functools.partial(
+                        localize,
+                        runs=runs,
+                        record=record,
                         user=user,
-                        runtimes=runtimes,
-                        request=requests[m.name],
+                        request=requests[name],
                         tolerance=tolerance,
                         folder=folder if request.artifacts is not None else None,
                         timeout=request.timeout,
                         case=request.localize_case,
                     )
-                report.results.extend(r for c in row for r in c.results)
+                ).result()
+            report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
         for record in report.exports:
             record.path = None
@@ -158,7 +220,7 @@ def _empty_report(plan: Plan, models: Sequence[ModelPlan]) -> ParityReport:
         compare={name: policy.rule(name).text() for name in policy.compare},
         onnx=str(plan.request.onnx) if plan.request.onnx else None,
         artifacts=list(dict.fromkeys(a.id for m in models for a in m.artifacts)),
-        plan={"fingerprint": plan.to_dict()["fingerprint"]},
+        plan=plan_record(plan, plan.request.shard),
     )
 
 
@@ -249,12 +311,16 @@ def _make_artifact(
     artifact: ArtifactPlan,
     folder: Path,
     timeout: float | None,
+    cache: ExportCache | None = None,
 ) -> ArtifactRecord:
     """The model's file under test: exported here, or the ``--onnx`` file; never raises.
 
     The worker exports into a folder of its own; only a finished file is moved into
-    ``folder``, so a worker killed mid-export leaves nothing half-written behind.
+    ``folder``, so a worker killed mid-export leaves nothing half-written behind. With
+    a ``cache``, a verified entry of the same key is copied instead, and a fresh export
+    is stored (:mod:`nnkit.cache`).
     """
+    from nnkit.cache import cache_key, restamp
     from nnkit.steps import export
 
     record = ArtifactRecord(
@@ -265,6 +331,17 @@ def _make_artifact(
         return record
     path = folder / f"{_safe(model)}.{artifact.id}.onnx"
     start = time.perf_counter()
+    key, damaged = "", ""
+    parts: dict[str, Any] = {}
+    if cache is not None:
+        key, parts = cache_key(user, request, artifact.exporter, timeout)
+        if key:
+            entry, damaged = cache.fetch(key, path)
+            if entry is not None:
+                restamp(path, request.ref)
+                record.path, record.notes, record.cached = str(path), entry.notes, True
+                record.seconds = time.perf_counter() - start
+                return record
     try:
         with temporary_folder(".nnkit-export-", dir=folder) as work:
             result = user.call(
@@ -282,6 +359,9 @@ def _make_artifact(
         record.seconds = time.perf_counter() - start
         return record
     record.path, record.seconds, record.notes = str(path), result.seconds, result.notes()
+    if key and cache is not None:
+        stored = cache.store(key, parts, path, record.notes, result.seconds)
+        record.notes += [note for note in (damaged, stored) if note]
     return record
 
 

@@ -19,13 +19,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnkit.compare import Rule, Tolerance
 from nnkit.errors import BackendUnavailableError, SpecError
 from nnkit.matrix.cases import ParityRequestError, ShapeCase, case_to_dict, load_data, model_cases
 from nnkit.matrix.results import cell_id
 from nnkit.spec import TensorSpec
+
+if TYPE_CHECKING:
+    from nnkit.matrix.shard import Shard
 
 #: The id of the artifact an ``--onnx`` file is.
 FILE_ARTIFACT = "file"
@@ -86,6 +89,16 @@ class ParityRequest:
     #: first mismatching case, or on the case of this name.
     localize: bool = False
     localize_case: str | None = None
+    # -- scale: shards, the export cache, parallel cells, the cap per cell ----------------
+    #: Run only this share of the plan's cells (``--shard I/N``, :mod:`nnkit.matrix.shard`).
+    shard: Shard | None = None
+    #: The export cache's folder (:mod:`nnkit.cache`); None: export afresh every time.
+    cache: Path | None = None
+    #: Runtime worker processes that run cells side by side.
+    jobs: int = 1
+    #: Seconds one cell (loading the file, every case) may take; its cases not done by
+    #: then are ``timeout`` results. None: no cap.
+    max_seconds_per_cell: float | None = None
 
     @classmethod
     def from_options(

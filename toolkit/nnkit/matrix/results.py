@@ -10,6 +10,9 @@ A result's status is one of:
 ``unsupported``
     this runtime cannot load or run the model at all (a
     :class:`~nnkit.errors.BackendError`), while others can.
+``timeout``
+    the cell ran past ``--max-seconds-per-cell``: the case was stopped or not run (like
+    ``unsupported``, a failure only with ``strict``).
 ``error``
     the export failed, PyTorch failed on the case, the model's code or a runtime's
     process ended or hung, or nnkit failed.
@@ -33,9 +36,9 @@ from nnkit.localize.result import Localization
 from nnkit.matrix.cases import ShapeCase, case_from_dict, case_to_dict
 
 #: Result statuses, best first; a cell's status is the worst of its cases'.
-STATUSES = ("pass", "unsupported", "mismatch", "error")
+STATUSES = ("pass", "unsupported", "timeout", "mismatch", "error")
 #: The order reports list statuses in.
-REPORT_ORDER = ("pass", "mismatch", "unsupported", "error")
+REPORT_ORDER = ("pass", "mismatch", "unsupported", "timeout", "error")
 #: Version of the JSON report's layout.
 SCHEMA = "nnkit.parity/1"
 
@@ -205,6 +208,8 @@ class ArtifactRecord:
     notes: list[str] = field(default_factory=list)
     artifact: str = ""
     source: str = "export"
+    #: The file came from the export cache (:mod:`nnkit.cache`), verified, not exported.
+    cached: bool = False
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -219,6 +224,7 @@ class ArtifactRecord:
             "seconds": round(self.seconds, 3),
             "error": self.error,
             "notes": list(self.notes),
+            "cached": self.cached,
         }
 
     @classmethod
@@ -232,6 +238,7 @@ class ArtifactRecord:
             notes=list(data["notes"]),
             artifact=data.get("artifact") or data["exporter"],
             source=data.get("source", "export"),
+            cached=bool(data.get("cached", False)),
         )
 
 
@@ -287,7 +294,9 @@ class ParityReport:
         return f"artifact: {artifact} ({record.path}{made})"
 
     def failing_statuses(self) -> tuple[str, ...]:
-        return ("mismatch", "error", "unsupported") if self.strict else ("mismatch", "error")
+        if self.strict:
+            return ("mismatch", "error", "unsupported", "timeout")
+        return ("mismatch", "error")
 
     def fails(self, result: CaseResult) -> bool:
         """Whether ``result`` fails the verdict: its status, or (``strict``) a warning."""
