@@ -18,6 +18,7 @@ from nnkit.fsutil import (
     atomic_output,
     check_distinct,
     check_writable,
+    temporary_folder,
     write_error,
     write_text,
 )
@@ -270,3 +271,22 @@ def test_outputs_that_are_inputs_are_refused_through_links_and_paths(tmp_path, m
     # Devices may take several outputs: --json /dev/stdout --markdown /dev/stdout.
     check_distinct([("--json", Path("/dev/stdout")), ("--markdown", Path("/dev/stdout"))], [])
     assert data.read_bytes() == b"input"
+
+
+def test_a_temporary_folder_is_removed_while_a_dying_process_still_writes_into_it(tmp_path):
+    # A worker stopped by a signal can add a file while the folder is being removed:
+    # one rmtree then leaves the folder behind; the folder must go all the same.
+    def writer(folder: Path) -> None:  # a few last files, then the process is gone
+        for index in range(300):
+            try:
+                (folder / f"part{index}").write_bytes(b"x" * 1024)
+            except OSError:  # the folder is gone
+                return
+
+    with temporary_folder("nnkit-test-", dir=tmp_path) as folder:
+        for index in range(200):
+            (folder / f"f{index}").write_bytes(b"x")
+        thread = threading.Thread(target=writer, args=(folder,))
+        thread.start()
+    thread.join(timeout=10)
+    assert not folder.exists(), sorted(os.listdir(folder))[:5]

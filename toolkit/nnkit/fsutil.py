@@ -30,6 +30,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -349,7 +350,17 @@ def temporary_folder(prefix: str, *, dir: str | Path | None = None) -> Iterator[
         _release_signals(held)  # a signal that came meanwhile is raised here
         yield path
     finally:
+        _remove_tree(path)
+
+
+def _remove_tree(path: Path, *, tries: int = 20) -> None:
+    """Remove ``path``; a process that is still dying can add a file while the tree is
+    removed (the rmtree then leaves a folder it found empty): try again, briefly."""
+    for _ in range(tries):
         shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.05)
 
 
 def _hold_signals() -> set[int | signal.Signals] | None:
