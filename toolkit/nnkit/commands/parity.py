@@ -15,6 +15,7 @@ from nnkit.commands._options import (
     input_spec_option,
     model_files,
     timeout_option,
+    variants_option,
 )
 
 if TYPE_CHECKING:
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
     from nnkit.matrix.plan import ParityRequest
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class BudgetType(ParsedType):
+    """``VARIANT:metric=value[,...]`` -> (variant, metric -> value)."""
+
+    name = "VARIANT:METRIC=X"
+
+    def parse(self, text: str) -> tuple[str, dict[str, float]]:
+        from nnkit.compare.budget import parse_budget
+
+        return parse_budget(text)
 
 
 class CompareType(ParsedType):
@@ -145,6 +157,20 @@ class CompareType(ParsedType):
     "each step (building a model, one PyTorch run, one export, loading a file on a "
     "runtime, one run of it)"
 )
+@variants_option(
+    "Also check these rewrites of every artifact (each a column: dynamo+fp16, file+int8-static), "
+    "judged by its budget; base always runs."
+)
+@click.option(
+    "--budget",
+    "budget",
+    multiple=True,
+    type=BudgetType(),
+    help="Override a variant's budget, repeatable: VARIANT:metric=value[,...] with metrics "
+    "atol, rtol (element-wise, scale-aware), cosine, snr (dB), top1, top5, e.g. "
+    "int8-dynamic:cosine=0.995 [defaults: slim/optimized: the base rule; fp16: "
+    "atol=0.01,rtol=0.01,cosine=0.999; int8-*: cosine=0.99,top1=0.9].",
+)
 @click.option(
     "--trust-metadata",
     is_flag=True,
@@ -172,6 +198,8 @@ def command(
     strict: bool,
     verbose: bool,
     timeout: float,
+    variants: list[str] | None,
+    budget: tuple[tuple[str, dict[str, float]], ...],
     trust_metadata: bool,
 ) -> int:
     """Check every runtime against PyTorch: MODEL(s) x exporters x backends x shape cases.
@@ -225,6 +253,8 @@ def command(
         "strict": strict,
         "timeout": timeout,
         "trust_metadata": trust_metadata,
+        "variants": variants,
+        "budgets": list(budget) or None,
     }
     model_options: dict[str, Any] = {
         "inputs": inputs,

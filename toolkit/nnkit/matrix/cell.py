@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnkit.compare import Tolerance, compare_outputs
+from nnkit.compare.budget import Budget, apply_budget, budget_tolerance
 from nnkit.errors import (
     BackendError,
     BackendUnavailableError,
@@ -55,8 +56,13 @@ def run_cell(
     runs: Sequence[CaseRun],
     tolerance: Tolerance,
     timeout: float | None,
+    *,
+    budget: Budget | None = None,
 ) -> list[CaseResult]:
     """Load the file on the cell's backend once and run every case; never raises.
+
+    A variant's cell (``budget`` given) is judged by its budget
+    (:mod:`nnkit.compare.budget`); ``tolerance`` is then the base's.
 
     The runtime runs in a worker: one that aborts or hangs makes its case an ``error``
     (the next case runs in a fresh worker). A backend that ran some case of the file
@@ -70,6 +76,8 @@ def run_cell(
         return [_result(cell, run, status, message) for run in runs]
 
     if record.error or record.path is None:
+        if record.source == "rewrite":
+            return results("error", record.error)
         return results("error", f"export failed: {record.error}")
     path = record.path
     try:
@@ -82,7 +90,10 @@ def run_cell(
         f = failure(e, hint=TRACEBACK_HINT)
         return [_result(cell, run, "error", f.message, traceback=f.traceback) for run in runs]
     try:
-        return [_run_case(runtimes, cell, path, declared, run, tolerance, timeout) for run in runs]
+        return [
+            _run_case(runtimes, cell, path, declared, run, tolerance, timeout, budget)
+            for run in runs
+        ]
     finally:
         with contextlib.suppress(NnkitError):
             runtimes.call(close_backend, cell.backend, path, timeout=timeout)
@@ -129,6 +140,7 @@ def _result(
         model=cell.model,
         exporter=cell.exporter,
         artifact=cell.artifact,
+        variant=cell.variant,
         backend=cell.backend,
         case=run.case.name,
         status=status,
@@ -146,6 +158,7 @@ def _run_case(
     run: CaseRun,
     tolerance: Tolerance,
     timeout: float | None,
+    budget: Budget | None = None,
 ) -> CaseResult:
     from nnkit.backends.base import check_feeds
     from nnkit.steps import run_backend
@@ -176,7 +189,7 @@ def _run_case(
         f = failure(e, hint=TRACEBACK_HINT)
         return _result(cell, run, "error", f.message, traceback=f.traceback)
     try:
-        return _judge(cell, run, got, outputs, notes, tolerance, seconds)
+        return _judge(cell, run, got, outputs, notes, tolerance, seconds, budget)
     except Exception as e:  # a bug in nnkit: this result is an error, the matrix goes on
         f = failure(e, hint=TRACEBACK_HINT)
         return _result(cell, run, "error", f.message, traceback=f.traceback)
@@ -190,8 +203,10 @@ def _judge(
     notes: list[str],
     tolerance: Tolerance,
     seconds: float,
+    budget: Budget | None = None,
 ) -> CaseResult:
-    """Compare a run's outputs with PyTorch's: the result of one case."""
+    """Compare a run's outputs with PyTorch's: the result of one case (a variant's by
+    its budget)."""
     assert run.reference is not None
     if run.ignored:
         from nnkit.binding import is_ignored
@@ -199,7 +214,12 @@ def _judge(
         got = {k: v for k, v in got.items() if not is_ignored(k, run.ignored)}
     notes.extend(declared_shape_notes(outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
-    compared = compare_outputs(run.reference, got, tolerance=tolerance)
+    if budget is None:
+        compared = compare_outputs(run.reference, got, tolerance=tolerance)
+    else:
+        policy = budget_tolerance(budget, tolerance, run.reference)
+        compared = compare_outputs(run.reference, got, tolerance=policy)
+        apply_budget(compared, cell.variant, budget)
     result = _result(cell, run, "pass" if compared else "mismatch", compared.summary())
     result.outputs = compared.outputs
     result.warnings = compared.warnings

@@ -39,6 +39,7 @@ from nnkit.matrix.results import (
     ProgressCallback,
     ProgressEvent,
 )
+from nnkit.matrix.variants import file_size, make_variant
 
 if TYPE_CHECKING:
     from nnkit.steps import ModelInfo, ModelRequest
@@ -90,30 +91,46 @@ def execute(
             )
             report.cases[m.name] = m.cases
             runs = _reference_runs(user, requests[m.name], info, m.cases, request.timeout)
+            records: dict[str, ArtifactRecord] = {}
             for artifact in m.artifacts:
                 backends = [b for b in plan.backends if f"{m.name}|{artifact.id}|{b}" in chosen]
-                if not backends:
+                if not backends and not _is_needed_base(m, artifact.id, chosen):
                     continue
-                record = _make_artifact(
-                    user, requests[m.name], m.name, artifact, folder, request.timeout
-                )
+                if artifact.source == "rewrite":
+                    record = make_variant(
+                        runtimes, m, artifact, records[artifact.base], folder, request.timeout
+                    )
+                else:
+                    record = _make_artifact(
+                        user, requests[m.name], m.name, artifact, folder, request.timeout
+                    )
+                    file_size(record)
+                records[artifact.id] = record
                 report.exports.append(record)
+                budget = plan.budgets.get(artifact.variant) if artifact.variant != "base" else None
                 row = []
                 for backend in backends:
                     index = next(counter)
                     if progress:
                         progress(ProgressEvent(index, total, m.name, artifact.id, backend))
-                    cell = Cell(m.name, artifact.exporter, backend, artifact=artifact.id)
+                    cell = Cell(
+                        m.name,
+                        artifact.exporter,
+                        backend,
+                        artifact=artifact.id,
+                        variant=artifact.variant,
+                    )
                     began = time.perf_counter()
                     cell.results = run_cell(
-                        runtimes, cell, record, runs, tolerance, request.timeout
+                        runtimes, cell, record, runs, tolerance, request.timeout, budget=budget
                     )
                     cell.seconds = time.perf_counter() - began
                     report.cells_run.append(cell)
                     row.append(cell)
                     if progress:
                         progress(ProgressEvent(index, total, m.name, artifact.id, backend, cell))
-                judge_row(row, runs)
+                if row:
+                    judge_row(row, runs)
                 report.results.extend(r for c in row for r in c.results)
     if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
         for record in report.exports:
@@ -145,6 +162,17 @@ def _empty_report(plan: Plan, models: Sequence[ModelPlan]) -> ParityReport:
         onnx=str(plan.request.onnx) if plan.request.onnx else None,
         artifacts=list(dict.fromkeys(a.id for m in models for a in m.artifacts)),
         plan={"fingerprint": plan.to_dict()["fingerprint"]},
+        variants=list(plan.variants),
+        budgets={v: plan.budgets[v].text() for v in plan.variants if v in plan.budgets},
+    )
+
+
+def _is_needed_base(model: ModelPlan, artifact: str, chosen: Collection[str]) -> bool:
+    """Whether a variant of ``artifact`` has a chosen cell: its file is made even where
+    its own cells are not chosen (a shard)."""
+    return any(
+        a.base == artifact and any(c.startswith(f"{model.name}|{a.id}|") for c in chosen)
+        for a in model.artifacts
     )
 
 
