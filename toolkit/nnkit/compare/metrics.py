@@ -16,7 +16,7 @@ import numpy as np
 from nnkit.compare.agreement import snr_db, top_k_agreement
 from nnkit.compare.result import OutputCompareResult
 from nnkit.compare.rules import DEFAULT_MIN_COSINE, DEFAULT_TOLERANCES, Check, Rule, Tolerance
-from nnkit.compare.text import fmt, fmt_cosine
+from nnkit.compare.text import fmt, fmt_cosine, short
 
 #: A float reference is "full of ties" when at least this share of its non-zero values
 #: (and at least :data:`MIN_TIES` of them) equal another value of the same row (the last
@@ -185,7 +185,7 @@ def _cosine(result: OutputCompareResult) -> None:
         result.error_ratio = min(result.error_ratio, 1.0)
     result.min_atol = result.min_rtol = None
     if not result.passed:
-        result.reason = f"cosine {fmt_cosine(result.cosine)} < {threshold:.6g}"
+        result.reason = f"cosine {fmt_cosine(result.cosine)} < {short(threshold)}"
 
 
 # -- degenerate references ----------------------------------------------------------

@@ -1,0 +1,272 @@
+"""Variants in the matrix: each rewrite is an artifact column, judged by its budget; a
+rewrite that breaks the model is caught, one that fails is an error of its own cells."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnkit.matrix.plan import ParityRequest, plan
+from tests.conftest import assert_one_line_error, run_nnkit
+from tests.rewrites.test_rewrites import planted_env
+
+#: onnxslim raises, in the worker that rewrites.
+SLIM_RAISES = """\
+import sys
+
+if "nnkit.worker" in sys.orig_argv:
+    import onnxslim
+
+    def slim(model, *args, **kwargs):
+        raise RuntimeError("planted: onnxslim failed")
+
+    onnxslim.slim = slim
+"""
+#: onnxslim told the example's input shape: it folds the batch dim into a constant.
+SLIM_FREEZES = """\
+import sys
+
+if "nnkit.worker" in sys.orig_argv:
+    import onnxslim
+
+    real = onnxslim.slim
+
+    def slim(model, *args, **kwargs):
+        return real(model, input_shapes=["x:2,10"], **kwargs)
+
+    onnxslim.slim = slim
+"""
+#: A Linear whose outputs overflow float16 (max 65504) on standard-normal inputs (its
+#: weights, below 3.2e4, do not). onnxruntime's and OpenVINO's CPU kernels compute an
+#: fp16 Gemm in float32 (no overflow there); the onnx reference evaluator computes in
+#: float16, as a device with fp16 kernels does.
+BIG = """\
+import torch
+from torch import nn
+
+
+class Big(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(10, 8)
+        with torch.no_grad():
+            self.fc.weight.mul_(1e5)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def parity(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "nnkit", "parity", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def cells(report: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in report["cells"]}
+
+
+def test_plan_has_a_column_per_variant_of_each_artifact():
+    request = ParityRequest.from_options(
+        ["linear"], backends=["cpu"], exporters=["dynamo", "torchscript"], variants=["fp16", "slim"]
+    )
+    planned = plan(request)
+    assert planned.artifacts == [
+        "dynamo",
+        "dynamo+fp16",
+        "dynamo+slim",
+        "torchscript",
+        "torchscript+fp16",
+        "torchscript+slim",
+    ]
+    body = planned.to_dict()
+    assert body["variants"] == ["base", "fp16", "slim"]
+    assert body["budgets"]["fp16"] == "atol=0.01,rtol=0.01,cosine=0.999"
+    fp16 = body["models"][0]["artifacts"][1]
+    assert fp16["variant"] == "fp16" and fp16["base"] == "dynamo" and fp16["source"] == "rewrite"
+    # without variants the plan (and its fingerprint) is what it was
+    plain = plan(ParityRequest.from_options(["linear"], backends=["cpu"], exporters=["dynamo"]))
+    assert "variants" not in plain.to_dict()
+    assert "variant" not in plain.to_dict()["models"][0]["artifacts"][0]
+
+
+def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
+    report, junit = tmp_path / "r.json", tmp_path / "r.xml"
+    done = parity(
+        "linear",
+        "--exporters",
+        "dynamo",
+        "--backends",
+        "cpu,reference",
+        "--variants",
+        "base,slim,optimized,fp16,int8-dynamic,int8-static",
+        "--json",
+        str(report),
+        "--junit",
+        str(junit),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads(report.read_text())
+    assert data["request"]["variants"][0] == "base" and len(data["request"]["variants"]) == 6
+    assert data["request"]["budgets"]["int8-static"] == "cosine=0.99,top1=0.9"
+    by_id = cells(data)
+    for variant in ("slim", "optimized", "fp16", "int8-dynamic", "int8-static"):
+        cell = by_id[f"linear|dynamo+{variant}|cpu"]
+        assert cell["variant"] == variant and cell["status"] == "pass"
+        assert f"variant: dynamo+{variant} ({variant} of dynamo by onnx" in done.stdout
+        assert f'name="linear[dynamo+{variant}-cpu]"' in junit.read_text()
+    exports = {e["artifact"]: e for e in data["exports"]}
+    assert exports["dynamo"]["size_bytes"] > exports["dynamo+int8-dynamic"]["size_bytes"] > 0
+    assert exports["dynamo+fp16"]["tool"].startswith("onnxruntime ")
+    assert exports["dynamo+fp16"]["settings"]["keep_io_types"] is True
+    results = [r for r in data["results"] if r["variant"] == "int8-dynamic"]
+    output = results[0]["outputs"][0]
+    assert output["top1"] is not None and output["snr_db"] > 20
+    assert output["budget"] == "int8-dynamic: cosine=0.99,top1=0.9"
+    base = next(r for r in data["results"] if r["variant"] == "base")
+    assert base["outputs"][0]["budget"] is None
+    assert "min cosine" in done.stdout and "vs base" in done.stdout  # the summary table
+
+
+def test_a_rewrite_tool_that_raises_is_an_error_of_its_cells_only(tmp_path):
+    report = tmp_path / "r.json"
+    done = parity(
+        "linear",
+        "--exporters",
+        "dynamo",
+        "--backends",
+        "cpu",
+        "--variants",
+        "slim,fp16",
+        "--json",
+        str(report),
+        env=planted_env(tmp_path, SLIM_RAISES),
+    )
+    assert done.returncode == 1, done.stderr
+    by_id = cells(json.loads(report.read_text()))
+    assert by_id["linear|dynamo+slim|cpu"]["status"] == "error"
+    assert by_id["linear|dynamo|cpu"]["status"] == "pass"
+    assert by_id["linear|dynamo+fp16|cpu"]["status"] == "pass"
+    assert "planted: onnxslim failed" in done.stdout
+    assert "export failed" not in done.stdout
+
+
+def test_a_rewrite_that_freezes_a_dynamic_dim_fails_at_another_batch(tmp_path):
+    report = tmp_path / "r.json"
+    done = parity(
+        "linear",
+        "--exporters",
+        "dynamo",
+        "--backends",
+        "cpu,reference",
+        "--variants",
+        "slim",
+        "--json",
+        str(report),
+        env=planted_env(tmp_path, SLIM_FREEZES),
+    )
+    assert done.returncode == 1, done.stderr
+    data = json.loads(report.read_text())
+    slim = {r["case"]: r["status"] for r in data["results"] if r["artifact"] == "dynamo+slim"}
+    assert slim == {"batch=2": "pass", "batch=1": "mismatch", "batch=5": "mismatch"}
+    assert all(c["status"] == "pass" for c in data["cells"] if c["variant"] == "base")
+
+
+def test_fp16_of_a_model_that_overflows_float16_is_a_mismatch(tmp_path):
+    model = tmp_path / "big.py"
+    model.write_text(BIG)
+    report = tmp_path / "r.json"
+    done = parity(
+        f"{model}:Big",
+        "--input",
+        "x:batch=2x10",
+        "--exporters",
+        "dynamo",
+        "--backends",
+        "reference",
+        "--variants",
+        "fp16",
+        "--json",
+        str(report),
+    )
+    assert done.returncode == 1, done.stderr
+    by_id = cells(json.loads(report.read_text()))
+    assert by_id[f"{model}:Big|dynamo|reference"]["status"] == "pass"
+    assert by_id[f"{model}:Big|dynamo+fp16|reference"]["status"] == "mismatch"
+    assert "NaN/Inf in different places" in done.stdout
+
+
+def test_variants_of_an_onnx_file_and_a_budget_override(zoo_file, tmp_path):
+    onnx_file = zoo_file("linear")
+    before = sorted(onnx_file.parent.iterdir())
+    report = tmp_path / "r.json"
+    done = parity(
+        "--onnx",
+        str(onnx_file),
+        "--backends",
+        "cpu",
+        "--variants",
+        "int8-dynamic",
+        "--budget",
+        "int8-dynamic:cosine=0.9999999",
+        "--json",
+        str(report),
+    )
+    assert done.returncode == 1, done.stderr
+    assert sorted(onnx_file.parent.iterdir()) == before  # nothing written beside the file
+    by_id = cells(json.loads(report.read_text()))
+    assert by_id["linear|file|cpu"]["status"] == "pass"
+    assert by_id["linear|file+int8-dynamic|cpu"]["status"] == "mismatch"
+    assert "< 0.9999999" in done.stdout
+    assert "would pass with --budget int8-dynamic:cosine=0.99" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--variants", "fp8"], "unknown 'fp8': valid are base, slim"),
+        (["--budget", "int9:cosine=0.9"], "unknown variant 'int9'"),
+        (["--budget", "fp16:cosine=2"], "cosine must be a number in (0, 1]"),
+        (["--budget", "slim:atol=1"], "judged by the base's rule"),
+    ],
+)
+def test_bad_variant_options_are_one_line_exit_2(args, needle):
+    assert_one_line_error(run_nnkit("parity", "linear", "--backends", "cpu", *args), needle)
+
+
+def test_bench_times_each_variant_against_the_base_file(zoo_file, tmp_path):
+    out = tmp_path / "b.json"
+    done = run_nnkit(
+        "bench",
+        str(zoo_file("linear")),
+        "--backends",
+        "cpu",
+        "--batch",
+        "1",
+        "--iterations",
+        "20",
+        "--variants",
+        "fp16,int8-dynamic",
+        "--json",
+        str(out),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["variants"] == ["base", "fp16", "int8-dynamic"]
+    rows = {r["variant"]: r for r in data["results"]}
+    assert rows["base"]["speedup_vs_base"] == pytest.approx(1.0)
+    assert rows["fp16"]["speedup_vs_base"] > 0 and rows["int8-dynamic"]["file_bytes"] > 0
+    assert rows["base"]["file_bytes"] == Path(zoo_file("linear")).stat().st_size
+    assert data["rewrites"]["fp16"]["tool"].startswith("onnxruntime ")
+    assert "speed-up over the base file" in done.stdout
