@@ -270,3 +270,26 @@ def test_bench_times_each_variant_against_the_base_file(zoo_file, tmp_path):
     assert rows["base"]["file_bytes"] == Path(zoo_file("linear")).stat().st_size
     assert data["rewrites"]["fp16"]["tool"].startswith("onnxruntime ")
     assert "speed-up over the base file" in done.stdout
+
+
+def test_a_manifest_names_variants_and_budgets(tmp_path):
+    from nnkit.matrix.config import ConfigError, load_config
+
+    manifest = tmp_path / "nnkit.toml"
+    manifest.write_text(
+        '[parity]\nvariants = ["fp16"]\nbudget = ["fp16:cosine=0.9999"]\n\n'
+        '[[model]]\nref = "linear"\n'
+    )
+    request = load_config(manifest)
+    assert request.variants == ["fp16"]
+    planned = plan(request)
+    assert planned.budgets["fp16"].cosine == 0.9999
+    assert {c.artifact for c in planned.cells} == {
+        "dynamo",
+        "dynamo+fp16",
+        "torchscript",
+        "torchscript+fp16",
+    }
+    manifest.write_text('[parity]\nbudget = ["fp16:cosin=1"]\n\n[[model]]\nref = "linear"\n')
+    with pytest.raises(ConfigError, match=r"\[parity\]: bad --budget 'fp16:cosin=1'"):
+        load_config(manifest)

@@ -317,6 +317,8 @@ def bench_file(
                 _result(base, b, measured[b], load_ms=load_ms, flops=flops[b]) for b in batches
             ]
     speedups(results)
+    for r in results:
+        r.file_bytes = None if r.backend == "torch" else path.stat().st_size
     machine = machine_info()
     load = {"before": load_before, "after": load_average()}
     return BenchReport(

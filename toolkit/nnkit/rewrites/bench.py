@@ -10,7 +10,6 @@ file's size.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,9 +56,6 @@ def bench_variants(
                 files[v] = made.path
                 rewrites[v] = {**made.to_dict(), "path": None, "error": ""}
         report = bench_file(path, backends=backends, **options)
-        base_bytes = path.stat().st_size
-        for r in report.results:
-            r.file_bytes = base_bytes
         runtimes = [b for b in backends if b != "torch"]
         plain = {**options, "torch_model": None, "torch_request": None}
         for v in names[1:]:
@@ -78,9 +74,8 @@ def bench_variants(
                 ]
                 continue
             timed = bench_file(files[v], backends=runtimes, **plain)
-            size = os.path.getsize(files[v])
             for r in timed.results:
-                r.variant, r.file_bytes = v, size
+                r.variant = v
                 if r.error:  # the file is gone with the folder: name it
                     r.error = r.error.replace(str(files[v]), f"{files[v].name} (temporary)")
             report.results += timed.results
