@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from nnkit import __version__, bench
+from nnkit.compare.text import fmt_cosine
 from nnkit.export import export_reference
 from nnkit.machine import machine_info
 from nnkit.matrix.plan import ParityRequest
@@ -69,15 +70,19 @@ def main() -> int:
         artifact = "file" if variant == "base" else f"file+{variant}"
         for backend in backends:
             cell = cells.get((artifact, backend))
-            outputs = [o for r in cell.results for o in r.outputs if o.compared] if cell else []
+            outputs = (
+                [o for r in cell.results for o in r.outputs if o.compared]
+                if cell is not None
+                else []
+            )
             cosine = min((o.cosine for o in outputs), default=None)
             top1 = min((o.top1 for o in outputs if o.top1 is not None), default=None)
             r = speed.get((variant, backend))
             ms = f"{r.p50_ms:.3f}" if r and r.ok and r.p50_ms else "error"
             gain = f"{r.speedup_vs_base:.2f}x" if r and r.speedup_vs_base else "-"
             print(
-                f"| {variant} | {backend} | {cell.status if cell else '-'} "
-                f"| {'-' if cosine is None else f'{cosine:.6f}'} "
+                f"| {variant} | {backend} | {'-' if cell is None else cell.status} "
+                f"| {'-' if cosine is None else fmt_cosine(cosine)} "
                 f"| {'-' if top1 is None else f'{top1:.2f}'} | {ms} | {gain} "
                 f"| {human_bytes(sizes.get(variant, 0))} |"
             )

@@ -224,7 +224,12 @@ def test_variants_of_an_onnx_file_and_a_budget_override(zoo_file, tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert sorted(onnx_file.parent.iterdir()) == before  # nothing written beside the file
-    by_id = cells(json.loads(report.read_text()))
+    data = json.loads(report.read_text())
+    exports = {e["artifact"]: e for e in data["exports"]}
+    assert exports["file"]["path"] == str(onnx_file)  # the user's file, named
+    assert exports["file+int8-dynamic"]["path"] is None  # a temporary file, gone
+    assert exports["file+int8-dynamic"]["base"] == "file"
+    by_id = cells(data)
     assert by_id["linear|file|cpu"]["status"] == "pass"
     assert by_id["linear|file+int8-dynamic|cpu"]["status"] == "mismatch"
     assert "< 0.9999999" in done.stdout
@@ -293,3 +298,31 @@ def test_a_manifest_names_variants_and_budgets(tmp_path):
     manifest.write_text('[parity]\nbudget = ["fp16:cosin=1"]\n\n[[model]]\nref = "linear"\n')
     with pytest.raises(ConfigError, match=r"\[parity\]: bad --budget 'fp16:cosin=1'"):
         load_config(manifest)
+
+
+def test_a_variant_file_checked_with_onnx_is_judged_by_its_budget(zoo_file, tmp_path):
+    import onnx
+
+    from nnkit.rewrites import rewrite_file
+
+    fp16 = rewrite_file("fp16", zoo_file("combinednn"), tmp_path / "m.fp16.onnx").path
+    done = parity("--onnx", str(fp16), "--backends", "cpu")
+    assert done.returncode == 0, done.stdout
+    assert "its fp16 variant per its metadata; budget atol=0.01,rtol=0.01,cosine=0.999" in (
+        done.stdout
+    )
+    proto = onnx.load(str(fp16))
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key != "nnkit.variant"]
+    del proto.metadata_props[:]
+    for key, value in kept:
+        proto.metadata_props.add(key=key, value=value)
+    plain = tmp_path / "plain.onnx"
+    onnx.save(proto, str(plain))
+    # without the stamp the same file is judged by the base rule, which it fails
+    assert parity("--onnx", str(plain), "--backends", "cpu").returncode == 1
+    proto.metadata_props.add(key="nnkit.variant", value="fp32")
+    onnx.save(proto, str(plain))
+    assert_one_line_error(
+        run_nnkit("parity", "--onnx", str(plain), "--backends", "cpu"),
+        "says it is the variant 'fp32'",
+    )

@@ -132,9 +132,10 @@ def execute(
                 if row:
                     judge_row(row, runs)
                 report.results.extend(r for c in row for r in c.results)
-    if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
+    if request.artifacts is None:  # the temporary folder is gone (an --onnx file is not)
         for record in report.exports:
-            record.path = None
+            if record.source != "file":
+                record.path = None
         _forget_folder(report, folder)
     report.environment = environment(plan.backends)
     report.seconds = time.perf_counter() - start
@@ -279,7 +280,12 @@ def _make_artifact(
     from nnkit.steps import export
 
     record = ArtifactRecord(
-        model, artifact.exporter, None, artifact=artifact.id, source=artifact.source
+        model,
+        artifact.exporter,
+        None,
+        artifact=artifact.id,
+        source=artifact.source,
+        variant=artifact.variant,
     )
     if artifact.source == "file":
         record.path = str(artifact.path)

@@ -256,12 +256,13 @@ def plan(request: ParityRequest) -> Plan:
 
     for spec in request.models:
         spec.tolerance()  # a NaN, infinite or negative tolerance: refused before any work
-    from nnkit.matrix.variants import plan_variants
+    from nnkit.matrix.variants import file_variant, plan_variants
 
     variants, budgets = plan_variants(request.variants, request.budgets or ())
     from nnkit.onnxfile import load_model_file, metadata, stamped_specs
 
     onnx_meta: dict[str, str] = {}
+    made = "base"  # what an --onnx file is: a variant made by nnkit says so in its metadata
     stamped: tuple[TensorSpec, ...] = ()
     specs = list(request.models)
     if request.onnx is not None:
@@ -286,6 +287,7 @@ def plan(request: ParityRequest) -> Plan:
             ref = model_from_metadata(onnx_meta, request.onnx, trust=request.trust_metadata)
             specs = [_with(base, ref=ref)]
         exporters = [onnx_meta.get("nnkit.exporter") or FILE_EXPORTER]
+        made = file_variant(onnx_meta, request.onnx)
     else:
         exporters = list(request.exporters) if request.exporters is not None else list(EXPORTERS)
         for spec in specs:
@@ -301,7 +303,7 @@ def plan(request: ParityRequest) -> Plan:
 
         base = specs[0] if specs else ModelSpec()
         specs = [_with(base, ref=name) for name in ZOO]
-    models = [_model_plan(spec, request, exporters, stamped, variants) for spec in specs]
+    models = [_model_plan(spec, request, exporters, stamped, variants, made) for spec in specs]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ParityRequestError(f"a model is named twice: {', '.join(names)}")
@@ -310,7 +312,7 @@ def plan(request: ParityRequest) -> Plan:
         models=models,
         backends=select_backends(request.backends),
         exporters=list(dict.fromkeys(exporters)),
-        variants=variants,
+        variants=list(dict.fromkeys([*variants, made])),
         budgets=budgets,
     )
 
@@ -327,6 +329,7 @@ def _model_plan(
     exporters: list[str],
     stamped: tuple[TensorSpec, ...],
     variants: Sequence[str] = ("base",),
+    made: str = "base",
 ) -> ModelPlan:
     """One model's name, input specs, cases and artifacts."""
     resolved = None
@@ -343,7 +346,7 @@ def _model_plan(
         name, examples = spec.name or spec.ref, None
         inputs = model_inputs(spec, stamped)
     if request.onnx is not None:
-        artifacts = [ArtifactPlan(FILE_ARTIFACT, "file", exporters[0], request.onnx)]
+        artifacts = [ArtifactPlan(FILE_ARTIFACT, "file", exporters[0], request.onnx, variant=made)]
     else:
         artifacts = [ArtifactPlan(e, "export", e) for e in (spec.exporters or exporters)]
     artifacts = [

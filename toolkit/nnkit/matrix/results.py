@@ -318,6 +318,9 @@ class ParityReport:
         if record is None or record.source == "export":
             return f"exporter: {artifact}"
         made = f", made by {record.exporter} per its metadata" if record.exporter != "file" else ""
+        if record.variant != "base":  # a variant nnkit wrote: judged by its budget
+            budget = self.budgets.get(record.variant, "")
+            made += f", its {record.variant} variant per its metadata; budget {budget}"
         return f"artifact: {artifact} ({record.path}{made})"
 
     def failing_statuses(self) -> tuple[str, ...]:

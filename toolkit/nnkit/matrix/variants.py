@@ -47,6 +47,24 @@ def plan_variants(
     return variants, budgets([(v, dict(values)) for v, values in overrides])
 
 
+def file_variant(meta: Mapping[str, str], path: Path) -> str:
+    """The variant an ``--onnx`` file is, per the provenance nnkit stamped into it
+    (``nnkit.variant``): it is judged by that variant's budget, and reports say so.
+
+    Raises:
+        RewriteUnavailableError: the metadata names a variant nnkit does not know.
+    """
+    from nnkit.rewrites import META_VARIANT, VARIANTS, RewriteUnavailableError
+
+    made = meta.get(META_VARIANT, "base")
+    if made not in VARIANTS:
+        raise RewriteUnavailableError(
+            f"{path} says it is the variant {made!r} (its {META_VARIANT} metadata), which "
+            f"nnkit does not know: valid variants are {', '.join(VARIANTS)}"
+        )
+    return made
+
+
 def make_variant(
     runtimes: Executor,
     model: ModelPlan,
@@ -124,6 +142,8 @@ def summary_rows(report: ParityReport) -> list[list[str]]:
         size = record.size_bytes if record else 0
         base = records.get((cell.model, record.base)) if record and record.base else record
         ratio = f"{size / base.size_bytes:.2f}x" if base and base.size_bytes and size else "-"
+        if record and record.variant != "base" and not record.base:  # a variant given as is
+            ratio = "-"
         rows.append(
             [
                 cell.model,
