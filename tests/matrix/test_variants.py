@@ -72,6 +72,18 @@ def parity(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
     )
 
 
+def linear(tmp_path: Path, backends: str, variants: str, *args: str, env=None):
+    """``nnkit parity linear`` (dynamo) with ``variants``: the process and its JSON report."""
+    report = tmp_path / "r.json"
+    done = parity(
+        "linear",
+        *("--exporters", "dynamo", "--backends", backends, "--variants", variants),
+        *("--json", str(report), *args),
+        env=env,
+    )
+    return done, json.loads(report.read_text()) if report.exists() else {}
+
+
 def cells(report: dict) -> dict[str, dict]:
     return {c["id"]: c for c in report["cells"]}
 
@@ -101,22 +113,22 @@ def test_plan_has_a_column_per_variant_of_each_artifact():
 
 
 def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
-    report, junit = tmp_path / "r.json", tmp_path / "r.xml"
-    done = parity(
-        "linear",
-        "--exporters",
-        "dynamo",
-        "--backends",
+    junit, markdown = tmp_path / "r.xml", tmp_path / "r.md"
+    done, data = linear(
+        tmp_path,
         "cpu,reference",
-        "--variants",
         "base,slim,optimized,fp16,int8-dynamic,int8-static",
-        "--json",
-        str(report),
-        "--junit",
-        str(junit),
+        *("--junit", str(junit), "--markdown", str(markdown)),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads(report.read_text())
+    text = markdown.read_text()
+    assert "### Variants" in text and "- budget fp16: atol=0.01,rtol=0.01,cosine=0.999" in text
+    # the report reads back from its JSON (shards merge) with every variant field
+    from nnkit.matrix.results import ParityReport
+
+    again = ParityReport.from_dict(data).to_dict()
+    for key in ("cells", "exports", "results", "request"):
+        assert again[key] == data[key], key
     assert data["request"]["variants"][0] == "base" and len(data["request"]["variants"]) == 6
     assert data["request"]["budgets"]["int8-static"] == "cosine=0.99,top1=0.9"
     by_id = cells(data)
@@ -139,21 +151,9 @@ def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
 
 
 def test_a_rewrite_tool_that_raises_is_an_error_of_its_cells_only(tmp_path):
-    report = tmp_path / "r.json"
-    done = parity(
-        "linear",
-        "--exporters",
-        "dynamo",
-        "--backends",
-        "cpu",
-        "--variants",
-        "slim,fp16",
-        "--json",
-        str(report),
-        env=planted_env(tmp_path, SLIM_RAISES),
-    )
+    done, data = linear(tmp_path, "cpu", "slim,fp16", env=planted_env(tmp_path, SLIM_RAISES))
     assert done.returncode == 1, done.stderr
-    by_id = cells(json.loads(report.read_text()))
+    by_id = cells(data)
     assert by_id["linear|dynamo+slim|cpu"]["status"] == "error"
     assert by_id["linear|dynamo|cpu"]["status"] == "pass"
     assert by_id["linear|dynamo+fp16|cpu"]["status"] == "pass"
@@ -162,21 +162,8 @@ def test_a_rewrite_tool_that_raises_is_an_error_of_its_cells_only(tmp_path):
 
 
 def test_a_rewrite_that_freezes_a_dynamic_dim_fails_at_another_batch(tmp_path):
-    report = tmp_path / "r.json"
-    done = parity(
-        "linear",
-        "--exporters",
-        "dynamo",
-        "--backends",
-        "cpu,reference",
-        "--variants",
-        "slim",
-        "--json",
-        str(report),
-        env=planted_env(tmp_path, SLIM_FREEZES),
-    )
+    done, data = linear(tmp_path, "cpu,reference", "slim", env=planted_env(tmp_path, SLIM_FREEZES))
     assert done.returncode == 1, done.stderr
-    data = json.loads(report.read_text())
     slim = {r["case"]: r["status"] for r in data["results"] if r["artifact"] == "dynamo+slim"}
     assert slim == {"batch=2": "pass", "batch=1": "mismatch", "batch=5": "mismatch"}
     assert all(c["status"] == "pass" for c in data["cells"] if c["variant"] == "base")
