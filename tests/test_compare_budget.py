@@ -71,6 +71,20 @@ def test_garbage_fails_every_budget_that_changes_the_math(variant, garbage):
     assert compared.outputs[0].budget.startswith(f"{variant}: ")
 
 
+@pytest.mark.parametrize("variant", ["fp16", "int8-dynamic", "int8-static"])
+def test_an_output_stuck_at_the_mean_of_an_offset_reference_fails(variant):
+    """Features around 5 +- 0.1 (no class scores: 4-D): a constant 5 has cosine 0.9998,
+    which alone would pass int8's budget; its correlation is 0."""
+    ref = (5 + 0.1 * RNG.standard_normal((2, 4, 8, 8))).astype(np.float32)
+    stuck = np.full_like(ref, 5.0)
+    compared = judge(variant, ref, stuck)
+    output = compared.outputs[0]
+    assert output.cosine > 0.999 and output.top1 is None
+    assert not compared
+    assert "correlation 0 < 0.99" in output.reason
+    assert compare_arrays("y", ref, ref + np.float32(1e-3)).correlation > 0.99
+
+
 def test_top1_catches_what_cosine_does_not():
     """A small change that flips the winner of most rows: cosine stays high, top-1 fails."""
     close = RNG.standard_normal((64, 10)).astype(np.float32) + 20  # a big shared offset
@@ -78,7 +92,7 @@ def test_top1_catches_what_cosine_does_not():
     top = np.argsort(close, axis=-1)
     rows = np.arange(64)
     got[rows, top[:, -1]], got[rows, top[:, -2]] = close[rows, top[:, -2]], close[rows, top[:, -1]]
-    compared = judge("int8-dynamic", close, got)
+    compared = judge("int8-dynamic", close, got, corr=0.5)
     output = compared.outputs[0]
     assert output.cosine > 0.99 and output.top1 == 0.0
     assert not compared
@@ -145,7 +159,7 @@ def test_bad_budgets_are_refused_in_one_line(text, needle):
 def test_overrides_change_only_the_metrics_named():
     variant, values = parse_budget("int8-dynamic:cosine=0.995,top5=1")
     got = budgets([(variant, values)])
-    assert got["int8-dynamic"].text() == "cosine=0.995,top1=0.9,top5=1"
+    assert got["int8-dynamic"].text() == "cosine=0.995,corr=0.99,top1=0.9,top5=1"
     assert got["int8-static"] == DEFAULT_BUDGETS["int8-static"]
     with pytest.raises(ToleranceError, match="unknown variant"):
         budgets([("int4", {"cosine": 0.9})])

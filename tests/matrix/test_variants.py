@@ -103,7 +103,7 @@ def test_plan_has_a_column_per_variant_of_each_artifact():
     ]
     body = planned.to_dict()
     assert body["variants"] == ["base", "fp16", "slim"]
-    assert body["budgets"]["fp16"] == "atol=0.01,rtol=0.01,cosine=0.999"
+    assert body["budgets"]["fp16"] == "atol=0.01,rtol=0.01,cosine=0.999,corr=0.999"
     fp16 = body["models"][0]["artifacts"][1]
     assert fp16["variant"] == "fp16" and fp16["base"] == "dynamo" and fp16["source"] == "rewrite"
     # without variants the plan (and its fingerprint) is what it was
@@ -122,7 +122,10 @@ def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     text = markdown.read_text()
-    assert "### Variants" in text and "- budget fp16: atol=0.01,rtol=0.01,cosine=0.999" in text
+    assert (
+        "### Variants" in text
+        and "- budget fp16: atol=0.01,rtol=0.01,cosine=0.999,corr=0.999" in text
+    )
     # the report reads back from its JSON (shards merge) with every variant field
     from nnkit.matrix.results import ParityReport
 
@@ -130,7 +133,7 @@ def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
     for key in ("cells", "exports", "results", "request"):
         assert again[key] == data[key], key
     assert data["request"]["variants"][0] == "base" and len(data["request"]["variants"]) == 6
-    assert data["request"]["budgets"]["int8-static"] == "cosine=0.99,top1=0.9"
+    assert data["request"]["budgets"]["int8-static"] == "cosine=0.99,corr=0.99,top1=0.9"
     by_id = cells(data)
     for variant in ("slim", "optimized", "fp16", "int8-dynamic", "int8-static"):
         cell = by_id[f"linear|dynamo+{variant}|cpu"]
@@ -144,7 +147,7 @@ def test_every_variant_of_linear_is_a_column_in_grids_json_and_junit(tmp_path):
     results = [r for r in data["results"] if r["variant"] == "int8-dynamic"]
     output = results[0]["outputs"][0]
     assert output["top1"] is not None and output["snr_db"] > 20
-    assert output["budget"] == "int8-dynamic: cosine=0.99,top1=0.9"
+    assert output["budget"] == "int8-dynamic: cosine=0.99,corr=0.99,top1=0.9"
     base = next(r for r in data["results"] if r["variant"] == "base")
     assert base["outputs"][0]["budget"] is None
     assert "min cosine" in done.stdout and "vs base" in done.stdout  # the summary table
@@ -295,7 +298,7 @@ def test_a_variant_file_checked_with_onnx_is_judged_by_its_budget(zoo_file, tmp_
     fp16 = rewrite_file("fp16", zoo_file("combinednn"), tmp_path / "m.fp16.onnx").path
     done = parity("--onnx", str(fp16), "--backends", "cpu")
     assert done.returncode == 0, done.stdout
-    assert "its fp16 variant per its metadata; budget atol=0.01,rtol=0.01,cosine=0.999" in (
+    assert "its fp16 variant per its metadata; budget atol=0.01,rtol=0.01,cosine=0.999," in (
         done.stdout
     )
     proto = onnx.load(str(fp16))

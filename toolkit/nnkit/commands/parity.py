@@ -167,9 +167,9 @@ class CompareType(ParsedType):
     multiple=True,
     type=BudgetType(),
     help="Override a variant's budget, repeatable: VARIANT:metric=value[,...] with metrics "
-    "atol, rtol (element-wise, scale-aware), cosine, snr (dB), top1, top5, e.g. "
-    "int8-dynamic:cosine=0.995 [defaults: slim/optimized: the base rule; fp16: "
-    "atol=0.01,rtol=0.01,cosine=0.999; int8-*: cosine=0.99,top1=0.9].",
+    "atol, rtol (element-wise, scale-aware), cosine, corr (Pearson's r), snr (dB), top1, "
+    "top5, e.g. int8-dynamic:cosine=0.995 [defaults: slim/optimized: the base rule; fp16: "
+    "atol=0.01,rtol=0.01,cosine=0.999,corr=0.999; int8-*: cosine=0.99,corr=0.99,top1=0.9].",
 )
 @click.option(
     "--trust-metadata",

@@ -42,6 +42,24 @@ def _energy(a: np.ndarray) -> float:
     return peak * peak * float(np.sum(np.square(a / peak)))
 
 
+def correlation(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """Pearson's r: the cosine of the two with their means removed, flattened.
+
+    Cosine alone is fooled by an offset: an output stuck at the reference's mean has a
+    cosine near 1 when the mean dwarfs the variation, and a correlation near 0. None
+    where the reference does not vary (constant, or one value): nothing to correlate
+    with (its degenerate-reference warning says so); 0 when only ``got`` is constant.
+    """
+    from nnkit.compare.metrics import cosine
+
+    if ref.size < 2:
+        return None
+    r, g = ref - ref.mean(), got - got.mean()
+    if not np.any(r):
+        return None
+    return cosine(r, g)
+
+
 def is_class_scores(shape: tuple[int, ...]) -> bool:
     """An output that looks like class scores: 2-D (rows x classes), more than one class."""
     return len(shape) == 2 and shape[-1] > 1 and shape[0] > 0

@@ -5,20 +5,26 @@ that change it by design. Each variant has a budget (:data:`DEFAULT_BUDGETS`):
 
 ``slim``, ``optimized``
     the base's own rule (``--atol``/``--rtol``/``--compare``, else the scale-aware
-    default), unchanged; a budget given for them can only add checks (cosine, snr,
-    top1, top5), never loosen the base's verdict.
+    default), unchanged; a budget given for them can only add checks (cosine, corr,
+    snr, top1, top5), never loosen the base's verdict.
 ``fp16``
     the scale-aware element-wise rule with ``atol=0.01`` (times the reference's RMS, and
-    the bound of the relative error norm) and ``rtol=0.01``, and cosine >= 0.999.
+    the bound of the relative error norm) and ``rtol=0.01``; cosine and correlation
+    >= 0.999.
 ``int8-dynamic``, ``int8-static``
-    cosine >= 0.99, and for class-score-like outputs (2-D, more than one class) top-1
-    agreement >= 0.9; no element-wise rule.
+    cosine and correlation >= 0.99, and for class-score-like outputs (2-D, more than one
+    class) top-1 agreement >= 0.9; no element-wise rule.
+
+The correlation (Pearson's r, the cosine with the means removed) is there because cosine
+alone passes an output stuck near the reference's mean when the mean dwarfs the
+variation (features around 5 +- 0.1: a constant 5 has cosine 0.9998).
 
 In every budget shapes, dtypes and the places of NaN/Inf must still match exactly, and
 integer outputs are compared exactly. ``--budget VARIANT:metric=value[,...]``
 (:func:`parse_budget`) overrides a budget's numbers: ``atol``/``rtol`` (element-wise,
-scale-aware; not for slim/optimized), ``cosine`` (in (0, 1]), ``snr`` (dB), ``top1`` and
-``top5`` (in [0, 1]). A failure says the numbers and the budget that would have passed.
+scale-aware; not for slim/optimized), ``cosine`` and ``corr`` (in (0, 1]), ``snr`` (dB),
+``top1`` and ``top5`` (in [0, 1]). A failure says the numbers and the budget that would
+have passed.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from nnkit.compare.rules import DEFAULT_TOLERANCES, Rule, Tolerance, ToleranceEr
 from nnkit.compare.text import fmt, fmt_cosine, short
 
 #: The metrics a budget sets.
-METRICS = ("atol", "rtol", "cosine", "snr", "top1", "top5")
+METRICS = ("atol", "rtol", "cosine", "corr", "snr", "top1", "top5")
 #: Variants judged by the base's rule (the math is the same): budgets only add checks.
 SAME_MATH = ("slim", "optimized")
 
@@ -54,6 +60,7 @@ class Budget:
     atol: float | None = None
     rtol: float | None = None
     cosine: float | None = None
+    corr: float | None = None
     snr: float | None = None
     top1: float | None = None
     top5: float | None = None
@@ -72,9 +79,9 @@ class Budget:
 DEFAULT_BUDGETS: dict[str, Budget] = {
     "slim": Budget(same_math=True),
     "optimized": Budget(same_math=True),
-    "fp16": Budget(atol=1e-2, rtol=1e-2, cosine=0.999),
-    "int8-dynamic": Budget(cosine=0.99, top1=0.9),
-    "int8-static": Budget(cosine=0.99, top1=0.9),
+    "fp16": Budget(atol=1e-2, rtol=1e-2, cosine=0.999, corr=0.999),
+    "int8-dynamic": Budget(cosine=0.99, corr=0.99, top1=0.9),
+    "int8-static": Budget(cosine=0.99, corr=0.99, top1=0.9),
 }
 
 
@@ -107,7 +114,7 @@ def parse_budget(text: str) -> tuple[str, dict[str, float]]:
         if key in ("atol", "rtol") and variant in SAME_MATH:
             raise ToleranceError(
                 f"bad --budget {text!r}: {variant} is judged by the base's rule (--atol, "
-                "--rtol, --compare); its budget can only add cosine, snr, top1, top5"
+                "--rtol, --compare); its budget can only add cosine, corr, snr, top1, top5"
             )
         values[key] = _value(key, value, text)
     return variant, values
@@ -120,6 +127,7 @@ def _value(key: str, value: str, text: str) -> float:
         number = math.nan
     ok = {
         "cosine": 0 < number <= 1,
+        "corr": 0 < number <= 1,
         "top1": 0 <= number <= 1,
         "top5": 0 <= number <= 1,
         "snr": math.isfinite(number),
@@ -127,6 +135,7 @@ def _value(key: str, value: str, text: str) -> float:
     if not ok:
         want = {
             "cosine": "a number in (0, 1]",
+            "corr": "a number in (0, 1]",
             "top1": "a share in [0, 1]",
             "top5": "a share in [0, 1]",
             "snr": "a finite number of dB",
@@ -197,6 +206,8 @@ def _failed_checks(o: OutputCompareResult, b: Budget) -> list[str]:
     judged = o.mode == "cosine" and o.min_cosine == b.cosine  # by compare_with already
     if b.cosine is not None and not judged and not o.cosine >= b.cosine:  # NaN fails
         out.append(f"cosine {fmt_cosine(o.cosine)} < {short(b.cosine)}")
+    if b.corr is not None and o.correlation is not None and not o.correlation >= b.corr:
+        out.append(f"correlation {fmt_cosine(o.correlation)} < {short(b.corr)}")
     if b.snr is not None and not (o.snr_db is not None and o.snr_db >= b.snr):
         out.append(f"snr {fmt(o.snr_db)}dB < {short(b.snr)}dB")
     if b.top1 is not None and o.top1 is not None and not o.top1 >= b.top1:
@@ -220,6 +231,8 @@ def _would_pass(o: OutputCompareResult, variant: str, b: Budget) -> str:
     need: dict[str, float] = {}
     if b.cosine is not None and o.cosine < b.cosine:
         need["cosine"] = math.floor(o.cosine * 1e6) / 1e6
+    if b.corr is not None and o.correlation is not None and o.correlation < b.corr:
+        need["corr"] = math.floor(o.correlation * 1e6) / 1e6
     if b.snr is not None and o.snr_db is not None and o.snr_db < b.snr:
         need["snr"] = math.floor(o.snr_db * 10) / 10
     if b.top1 is not None and o.top1 is not None and o.top1 < b.top1:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnkit.compare.agreement import snr_db, top_k_agreement
+from nnkit.compare.agreement import correlation, snr_db, top_k_agreement
 from nnkit.compare.result import OutputCompareResult
 from nnkit.compare.rules import DEFAULT_MIN_COSINE, DEFAULT_TOLERANCES, Check, Rule, Tolerance
 from nnkit.compare.text import fmt, fmt_cosine, short
@@ -118,6 +118,7 @@ def compare_with(name: str, ref: np.ndarray, got: np.ndarray, check: Check) -> O
     result.rel_err_norm = _ratio(_norm(gb - rb), _norm(rb))
     result.cosine = cosine(rb, gb)
     result.snr_db = snr_db(rb, gb)
+    result.correlation = correlation(rb, gb)
     if check.mode == "exact":
         integers = ref.dtype.kind in "biu" and ref.dtype == got.dtype
         # Integers are compared as they are: float64 cannot tell 2**53 from 2**53 + 1.

@@ -68,6 +68,8 @@ class OutputCompareResult:
     # -- the metrics of rewrites that change the math (nnkit.compare.agreement) --
     #: Signal-to-noise ratio in dB, ``10*log10(||ref||^2 / ||got-ref||^2)`` (inf: equal).
     snr_db: float | None = None
+    #: Pearson's r (the cosine with the means removed); None where the reference is constant.
+    correlation: float | None = None
     #: Class-score-like outputs (2-D, more than one class): the share of rows whose
     #: argmax agrees, and whose reference argmax is in the runtime's top 5 (None else).
     top1: float | None = None
@@ -116,6 +118,8 @@ class OutputCompareResult:
         text = ""
         if self.snr_db is not None and not math.isnan(self.snr_db):
             text += f" snr={self.snr_db:.1f}dB" if math.isfinite(self.snr_db) else " snr=inf"
+        if self.correlation is not None and not math.isnan(self.correlation):
+            text += f" corr={fmt_cosine(self.correlation)}"
         if self.top1 is not None:
             text += f" top1={self.top1:.3g}"
         if self.top5 is not None:
@@ -197,6 +201,7 @@ class OutputCompareResult:
             "warnings": list(self.warnings),
             "reason": self.reason,
             "snr_db": finite(self.snr_db),
+            "correlation": finite(self.correlation),
             "top1": self.top1,
             "top5": self.top5,
             "budget": self.budget,
