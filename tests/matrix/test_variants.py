@@ -316,3 +316,18 @@ def test_a_variant_file_checked_with_onnx_is_judged_by_its_budget(zoo_file, tmp_
         run_nnkit("parity", "--onnx", str(plain), "--backends", "cpu"),
         "says it is the variant 'fp32'",
     )
+
+
+def test_a_shard_with_only_a_variant_cell_makes_its_base_file_and_runs_only_that_cell():
+    from nnkit.matrix.execute import execute
+
+    planned = plan(
+        ParityRequest.from_options(
+            ["linear"], backends=["cpu"], exporters=["dynamo"], variants=["int8-dynamic"]
+        )
+    )
+    report = execute(planned, only={"linear|dynamo+int8-dynamic|cpu"})
+    assert [c.id for c in report.cells()] == ["linear|dynamo+int8-dynamic|cpu"]
+    assert report.cells()[0].status == "pass"
+    assert [e.artifact for e in report.exports] == ["dynamo", "dynamo+int8-dynamic"]
+    assert {r.variant for r in report.results} == {"int8-dynamic"}
