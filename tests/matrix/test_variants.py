@@ -233,6 +233,11 @@ def test_variants_of_an_onnx_file_and_a_budget_override(zoo_file, tmp_path):
         (["--budget", "int9:cosine=0.9"], "unknown variant 'int9'"),
         (["--budget", "fp16:cosine=2"], "cosine must be a number in (0, 1]"),
         (["--budget", "slim:atol=1"], "judged by the base's rule"),
+        (["--budget", "fp16:cosine=0.9"], "'fp16' is not among the variants run (base)"),
+        (
+            ["--variants", "slim", "--budget", "int8-static:top1=1"],
+            "'int8-static' is not among the variants run (base, slim); add it to --variants",
+        ),
     ],
 )
 def test_bad_variant_options_are_one_line_exit_2(args, needle):

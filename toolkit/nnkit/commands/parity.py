@@ -272,6 +272,14 @@ def command(
         from nnkit.matrix.plan import ParityRequest
 
         request = ParityRequest.from_options(models, **model_options, **request_options)
+    running = ["base", *(v for v in request.variants or [] if v != "base")]
+    unused = [v for v, _ in budget if v not in running]
+    if unused:  # a budget for a variant that does not run: a typo, or a variant left out
+        raise click.BadParameter(
+            f"{unused[0]!r} is not among the variants run ({', '.join(running)}); "
+            "add it to --variants",
+            param_hint="--budget",
+        )
     progress = Progress()
     try:
         report = run(request, progress=progress)
