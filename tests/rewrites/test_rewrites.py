@@ -79,6 +79,17 @@ def test_int8_static_records_its_calibration_set(zoo_file, tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
 
 
+def test_int8_static_calibrates_a_file_nnkit_did_not_stamp_on_its_declared_inputs(
+    zoo_file, tmp_path
+):
+    proto = onnx.load(str(zoo_file("linear")))
+    del proto.metadata_props[:]  # no nnkit.inputs: the declared x[batch, 10], batch at 1
+    raw = tmp_path / "raw.onnx"
+    onnx.save(proto, str(raw))
+    made = rewrite_file("int8-static", raw, tmp_path / "raw.int8-static.onnx")
+    assert check_file(made.path) and made.settings["calibration_samples"] == 16
+
+
 def test_optimized_says_which_operators_only_onnxruntime_runs(zoo_file, tmp_path):
     made = rewrite_file("optimized", zoo_file("combinednn"), tmp_path / "o.onnx")
     assert any("com.microsoft" in n and "FusedConv" in n for n in made.notes)

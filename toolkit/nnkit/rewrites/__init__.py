@@ -43,6 +43,7 @@ from nnkit.errors import NnkitError, first_line
 if TYPE_CHECKING:
     import onnx
 
+    from nnkit.backends.base import TensorInfo
     from nnkit.spec import TensorSpec
 
 #: The base artifact: the file as exported (or given), no rewrite.
@@ -142,9 +143,10 @@ def variant_path(base: str | Path, variant: str) -> Path:
     return p.with_name(f"{stem}.{variant}.onnx")
 
 
-def calibration_feeds(specs: Sequence[TensorSpec]) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(specs: Sequence[TensorSpec | TensorInfo]) -> list[dict[str, np.ndarray]]:
     """``int8-static``'s calibration inputs: one per :data:`CALIBRATION_SEEDS` seed, at
-    the specs' example sizes (generated as the test cases are, from other seeds)."""
+    the specs' example sizes (a file's declared inputs: symbolic dims at 1), generated as
+    the test cases are, from other seeds."""
     from nnkit.inputs import generate
 
     return [generate(specs, seed=seed) for seed in CALIBRATION_SEEDS]
@@ -202,7 +204,7 @@ def rewrite_file(
     """
     from nnkit.check import check_file
     from nnkit.fsutil import atomic_output, check_writable
-    from nnkit.onnxfile import load_model_file, metadata, set_metadata, stamped_specs
+    from nnkit.onnxfile import io_of, load_model_file, metadata, set_metadata, stamped_specs
     from nnkit.quiet import captured
 
     if variant == BASE or variant not in VARIANTS:
@@ -218,10 +220,11 @@ def rewrite_file(
     args: tuple[Any, ...] = ()
     if variant == "int8-static":
         if calibration is None:
-            specs = stamped_specs(proto)
+            # nnkit's stamp (example sizes), else the declared inputs (symbolic dims at 1)
+            specs: Sequence[Any] = stamped_specs(proto) or io_of(proto)[0]
             if not specs:
                 raise RewriteError(
-                    f"int8-static needs calibration inputs: {base} has no stamped input specs"
+                    f"int8-static needs calibration inputs: {base} has no inputs to calibrate on"
                 )
             calibration = calibration_feeds(specs)
         args = (list(calibration),)
