@@ -336,3 +336,22 @@ def test_a_shard_with_only_a_variant_cell_makes_its_base_file_and_runs_only_that
     assert report.cells()[0].status == "pass"
     assert [e.artifact for e in report.exports] == ["dynamo", "dynamo+int8-dynamic"]
     assert {r.variant for r in report.results} == {"int8-dynamic"}
+
+
+@pytest.mark.slow
+def test_every_rewrite_of_every_zoo_model_passes_its_budget_on_onnxruntime():
+    from nnkit.parity import run
+    from nnkit.rewrites import VARIANTS
+
+    report = run(
+        ParityRequest.from_options(
+            [], backends=["cpu"], exporters=["dynamo"], variants=list(VARIANTS)
+        )
+    )
+    from nnkit.models import ZOO
+
+    assert {c.model for c in report.cells()} == set(ZOO)
+    assert {c.variant for c in report.cells()} == set(VARIANTS)
+    failed = [(c.id, c.status, c.results[0].message[:200]) for c in report.cells() if not c]
+    assert not failed
+    assert all(e.size_bytes > 0 and not e.error for e in report.exports)
