@@ -340,6 +340,7 @@ def test_a_shard_with_only_a_variant_cell_makes_its_base_file_and_runs_only_that
 
 @pytest.mark.slow
 def test_every_rewrite_of_every_zoo_model_passes_its_budget_on_onnxruntime():
+    from nnkit.models import ZOO
     from nnkit.parity import run
     from nnkit.rewrites import VARIANTS
 
@@ -348,8 +349,6 @@ def test_every_rewrite_of_every_zoo_model_passes_its_budget_on_onnxruntime():
             [], backends=["cpu"], exporters=["dynamo"], variants=list(VARIANTS)
         )
     )
-    from nnkit.models import ZOO
-
     assert {c.model for c in report.cells()} == set(ZOO)
     assert {c.variant for c in report.cells()} == set(VARIANTS)
     failed = [(c.id, c.status, c.results[0].message[:200]) for c in report.cells() if not c]
