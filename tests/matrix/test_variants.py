@@ -40,6 +40,30 @@ if "nnkit.worker" in sys.orig_argv:
 
     onnxslim.slim = slim
 """
+#: quantize_dynamic's file with its largest int8 weight zeroed: an int8 layer that lost
+#: everything (the file still checks, loads and runs everywhere).
+INT8_LOSES_A_LAYER = """\
+import sys
+
+if "nnkit.worker" in sys.orig_argv:
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    import onnxruntime.quantization as q
+
+    real = q.quantize_dynamic
+
+    def quantize_dynamic(model_input, model_output, *args, **kwargs):
+        real(model_input, model_output, *args, **kwargs)
+        proto = onnx.load(str(model_output))
+        weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+        weight = max(weights, key=lambda t: int(np.prod(t.dims)))
+        zeros = np.zeros_like(numpy_helper.to_array(weight))
+        weight.CopyFrom(numpy_helper.from_array(zeros, weight.name))
+        onnx.save(proto, str(model_output))
+
+    q.quantize_dynamic = quantize_dynamic
+"""
 #: A Linear whose outputs overflow float16 (max 65504) on standard-normal inputs (its
 #: weights, below 3.2e4, do not). onnxruntime's and OpenVINO's CPU kernels compute an
 #: fp16 Gemm in float32 (no overflow there); the onnx reference evaluator computes in
@@ -170,6 +194,18 @@ def test_a_rewrite_that_freezes_a_dynamic_dim_fails_at_another_batch(tmp_path):
     slim = {r["case"]: r["status"] for r in data["results"] if r["artifact"] == "dynamo+slim"}
     assert slim == {"batch=2": "pass", "batch=1": "mismatch", "batch=5": "mismatch"}
     assert all(c["status"] == "pass" for c in data["cells"] if c["variant"] == "base")
+
+
+def test_an_int8_file_that_lost_a_layer_is_a_mismatch_on_every_runtime(tmp_path):
+    done, data = linear(
+        tmp_path, "cpu,openvino", "int8-dynamic", env=planted_env(tmp_path, INT8_LOSES_A_LAYER)
+    )
+    assert done.returncode == 1, done.stderr
+    by_id = cells(data)
+    assert by_id["linear|dynamo|cpu"]["status"] == "pass"
+    for backend in ("cpu", "openvino"):
+        assert by_id[f"linear|dynamo+int8-dynamic|{backend}"]["status"] == "mismatch"
+    assert "correlation" in done.stdout and "would pass with --budget int8-dynamic:" in done.stdout
 
 
 def test_fp16_of_a_model_that_overflows_float16_is_a_mismatch(tmp_path):
