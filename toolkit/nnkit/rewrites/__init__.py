@@ -274,13 +274,14 @@ def rewrite_file(
 
 
 def _notes(model: onnx.ModelProto) -> list[str]:
-    """What a user should know about a variant: operators only onnxruntime has."""
+    """What a user should know about a variant: operators outside the ONNX standard."""
     custom: dict[str, set[str]] = {}
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx", "ai.onnx.ml"):
             custom.setdefault(node.domain, set()).add(node.op_type)
     return [
-        f"holds {domain} operators ({', '.join(sorted(ops))}): only onnxruntime runs them"
+        f"holds {domain} operators ({', '.join(sorted(ops))}), outside the ONNX standard: "
+        "a runtime that does not implement them cannot load it"
         for domain, ops in sorted(custom.items())
     ]
 
