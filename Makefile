@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,plot,test-models]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,plot,test-models,rewrite]'
 	touch $(STAMP)
 
 test: install

@@ -36,6 +36,10 @@ RESULT_KEYS = {
     "flops",
     "gflops",
     "speedup_vs_torch",
+    # variants (nnkit.rewrites): "base" without --variants; the ONNX file's size
+    "variant",
+    "file_bytes",
+    "speedup_vs_base",
 }
 QUICK = ("--warmup", "1", "--iterations", "3")
 
@@ -82,6 +86,7 @@ def test_an_onnx_file_on_two_backends_writes_json(zoo_file, tmp_path: Path) -> N
         assert set(r) == RESULT_KEYS
         assert r["status"] == "ok" and r["iterations"] == 3
         assert r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"]
+        assert r["variant"] == "base" and r["file_bytes"] == zoo_file("combinednn").stat().st_size
     assert data["exporter"] is None
     assert set(data["versions"]) == {"cpu", "openvino"}
     assert data["settings"]["warmup"] == 1

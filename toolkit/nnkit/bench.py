@@ -69,6 +69,11 @@ class BenchResult:
     gflops: float | None = None
     #: torch eager's p50 over this backend's, at the same batch (None without torch).
     speedup_vs_torch: float | None = None
+    #: The rewrite timed (``base``: the file itself; :mod:`nnkit.rewrites`), its file's
+    #: size, and the base file's p50 over this one's on the same backend and batch.
+    variant: str = "base"
+    file_bytes: int | None = None
+    speedup_vs_base: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +105,9 @@ class BenchReport:
     )
     #: The record every report carries (:func:`nnkit.environment.environment`).
     environment: dict[str, Any] = field(default_factory=dict)
+    #: The variants timed (``base`` first) and each rewrite's provenance, size or error.
+    variants: list[str] = field(default_factory=lambda: ["base"])
+    rewrites: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +132,8 @@ class BenchReport:
             "load": self.load,
             "warnings": self.warnings,
             "results": [r.to_dict() for r in self.results],
+            "variants": list(self.variants),
+            "rewrites": dict(self.rewrites),
         }
 
 
@@ -207,8 +217,12 @@ def bench_file(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     timeout: float | None = None,
+    variants: Sequence[str] = (),
 ) -> BenchReport:
     """Bench the ONNX file at ``path`` on ``backends`` at each of ``batches``.
+
+    With ``variants`` beyond ``base``, each rewrite of the file is timed too, by the
+    same protocol (:func:`nnkit.rewrites.bench.bench_variants`).
 
     A backend that fails to load or run gives ``error`` results and the run goes on.
     Each runtime runs in a worker process: one that aborts or hangs past ``timeout``
@@ -245,6 +259,15 @@ def bench_file(
     from nnkit.shapes import batch_shapes, stamped_sizes
     from nnkit.worker import Worker, WorkerFailure
 
+    if any(v != "base" for v in variants):
+        import inspect
+
+        from nnkit.rewrites.bench import bench_variants
+
+        given = locals()
+        options = {k: given[k] for k in inspect.signature(bench_file).parameters}
+
+        return bench_variants(options.pop("path"), options.pop("variants"), **options)
     if seconds is None and iterations is None:
         seconds = DEFAULT_SECONDS
     check_settings(warmup=warmup, iterations=iterations, seconds=seconds)
@@ -294,6 +317,8 @@ def bench_file(
                 _result(base, b, measured[b], load_ms=load_ms, flops=flops[b]) for b in batches
             ]
     speedups(results)
+    for r in results:
+        r.file_bytes = None if r.backend == "torch" else path.stat().st_size
     machine = machine_info()
     load = {"before": load_before, "after": load_average()}
     return BenchReport(

@@ -60,12 +60,22 @@ def render(report: BenchReport) -> str:
     if has_torch:
         headers.append("vs torch")
     headers.append("GFLOP/s")
+    with_variants = len(report.variants) > 1
+    if with_variants:
+        headers = ["variant", *headers, "vs base", "size"]
     rows = []
     for r in report.results:
+        lead = [r.variant] if with_variants else []
+        tail = [_ratio(r.speedup_vs_base), _bytes(r.file_bytes)] if with_variants else []
         if not r.ok:
-            rows.append([r.backend, r.batch, "error", *["-"] * (len(headers) - 3)])
+            rows.append(
+                [*lead, r.backend, r.batch, "error", *["-"] * (len(headers) - 3 - len(lead))]
+            )
+            if with_variants:
+                rows[-1][-1] = _bytes(r.file_bytes)
             continue
         row = [
+            *lead,
             r.backend,
             r.batch,
             fmt_ms(r.load_ms),
@@ -81,11 +91,13 @@ def render(report: BenchReport) -> str:
         if has_torch:
             row.append(f"{r.speedup_vs_torch:.2f}x" if r.speedup_vs_torch else "-")
         row.append(f"{r.gflops:.3g}" if r.gflops is not None else "-")
-        rows.append(row)
+        rows.append([*row, *tail])
     lines = [
         f"{report.model} ({report.file or f'its {report.exporter} export'})",
-        table(headers, rows, right=range(1, len(headers))),
+        table(headers, rows, right=range(1 + with_variants, len(headers))),
     ]
+    if with_variants:
+        lines += ["", *variant_summary(report)]
     per_batch = {r.batch: r.flops for r in report.results if r.flops}
     if per_batch:
         b = max(per_batch)
@@ -103,7 +115,12 @@ def render(report: BenchReport) -> str:
         f"warm-up {settings['warmup']}, iterations {settings['iterations'] or 'by budget'}, "
         f"budget {budget} per backend and batch"
     )
-    lines += [f"error: {r.backend} batch {r.batch}: {r.error}" for r in report.results if not r.ok]
+    lines += [
+        f"error: {r.backend} batch {r.batch}{'' if r.variant == 'base' else f' ({r.variant})'}: "
+        f"{r.error}"
+        for r in report.results
+        if not r.ok
+    ]
     lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
@@ -183,3 +200,35 @@ def check_plot_path(out: str | Path) -> Path:
             f"{', '.join('.' + f for f in sorted(formats))}"
         )
     return target
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "-"
+
+
+def _bytes(value: int | None) -> str:
+    from nnkit.render import human_bytes
+
+    return human_bytes(value) if value else "-"
+
+
+def variant_summary(report: BenchReport) -> list[str]:
+    """Which variant is fastest where: per variant, each backend's speed-up over the base
+    file at the largest batch (p50), and the file's size."""
+    from nnkit.render import table
+
+    batch = max(report.batches)
+    backends = [b for b in report.backends if b != "torch"]
+    at = {(r.variant, r.backend): r for r in report.results if r.batch == batch}
+    rows = []
+    for v in report.variants:
+        cells = []
+        for b in backends:
+            r = at.get((v, b))
+            cells.append("-" if r is None else _ratio(r.speedup_vs_base) if r.ok else "error")
+        size = next((r.file_bytes for r in report.results if r.variant == v and r.file_bytes), None)
+        rows.append([v, *cells, _bytes(size)])
+    return [
+        f"speed-up over the base file, p50 at batch {batch} (accuracy: nnkit parity --variants):",
+        table(["variant", *backends, "size"], rows, right=range(1, len(backends) + 2)),
+    ]

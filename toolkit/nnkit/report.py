@@ -18,6 +18,8 @@ from typing import IO, Any
 from nnkit.compare import fmt
 from nnkit.fsutil import write_text
 from nnkit.matrix.results import REPORT_ORDER, SCHEMA, Cell, ParityReport, ProgressEvent
+from nnkit.matrix.variants import SUMMARY_HEADERS, budget_lines
+from nnkit.matrix.variants import summary_rows as variant_rows
 from nnkit.render import table
 
 __all__ = ["SCHEMA", "Progress", "render_console", "to_json", "to_junit", "to_markdown"]
@@ -235,6 +237,7 @@ def render_console(report: ParityReport, *, verbose: bool = False) -> str:
         parts.append("")
         parts.append(report.artifact_title(artifact))
         parts.append(table(["model", *report.backends], rows))
+    parts += variants_section(report)
     bad = problems(report)
     if bad:
         parts += ["", "problems:", *_indent("\n".join(bad), 2)]
@@ -271,6 +274,19 @@ def render_console(report: ParityReport, *, verbose: bool = False) -> str:
         ]
     parts += ["", verdict_line(report)]
     return "\n".join(parts)
+
+
+def variants_section(report: ParityReport) -> list[str]:
+    """The variants' summary (which to ship on which runtime) and their budgets."""
+    rows = variant_rows(report)
+    if not rows:
+        return []
+    return [
+        "",
+        "variants: accuracy and size per runtime (speed: nnkit bench --variants); budgets:",
+        *(f"  {b}" for b in budget_lines(report)),
+        table(SUMMARY_HEADERS, rows),
+    ]
 
 
 class Progress:
@@ -344,6 +360,11 @@ def to_markdown(report: ParityReport) -> str:
         kind, _, rest = report.artifact_title(artifact).partition(": ")
         lines += ["", f"### {kind}: `{rest}`", ""]
         lines += _md_table(["model", *report.backends], rows)
+    summary_rows = variant_rows(report)
+    if summary_rows:
+        lines += ["", "### Variants", ""]
+        lines += [f"- budget {_md_escape(b)}" for b in budget_lines(report)] + [""]
+        lines += _md_table(SUMMARY_HEADERS, summary_rows)
     bad = problems(report)
     if bad:
         lines += ["", "<details open><summary>Problems</summary>", "", "```text", *bad, "```"]

@@ -210,3 +210,17 @@ def emit_json(data: Any) -> None:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+#: The variants, as ``nnkit.rewrites.VARIANTS`` (not imported: --help stays light).
+VARIANT_NAMES = ["base", "slim", "optimized", "fp16", "int8-dynamic", "int8-static"]
+
+
+def variants_option(help: str) -> Callable[[F], F]:
+    """``--variants base,slim,optimized,fp16,int8-dynamic,int8-static`` (default: base)."""
+    return click.option(
+        "--variants",
+        type=CommaList(VARIANT_NAMES),
+        default=None,
+        help=help + " Choices: " + ",".join(VARIANT_NAMES) + " [default: base].",
+    )

@@ -21,6 +21,7 @@ from nnkit.commands._options import (
     seed_option,
     threads_option,
     timeout_option,
+    variants_option,
 )
 from nnkit.errors import EXIT_FAILED, EXIT_OK, NnkitError
 
@@ -109,6 +110,10 @@ def is_onnx_file(model: str) -> bool:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw p50 latency per backend and batch to this image (needs matplotlib).",
 )
+@variants_option(
+    "Also time these rewrites of the file by the same protocol, each against the base file "
+    "on the same backend in the same run (speed-up, file size)."
+)
 @timeout_option("building or exporting the model, or one backend's whole measurement")
 def command(
     model: str,
@@ -123,6 +128,7 @@ def command(
     seed: int,
     json_out: Path | None,
     plot: Path | None,
+    variants: list[str] | None,
     timeout: float,
 ) -> int:
     """Time MODEL on every backend with one protocol and print the latencies.
@@ -157,6 +163,7 @@ def command(
         "seed": seed,
         "progress": _progress if sys.stderr.isatty() else None,
         "timeout": timeout,
+        "variants": variants or (),
     }
     if is_onnx_file(model):
         if inputs:

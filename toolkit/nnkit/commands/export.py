@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from nnkit.commands._options import (
+    VARIANT_NAMES,
     exporter_option,
     ignore_output_option,
     input_spec_option,
@@ -47,6 +48,15 @@ from nnkit.render import human_bytes
     help="Keep the dynamo exporter's per-node Python stack traces (absolute local paths) "
     "in the file's metadata [default: stripped].",
 )
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(VARIANT_NAMES[1:]),
+    help="Also write this rewrite of the file beside it, checked, with provenance metadata "
+    "(OUT.onnx -> OUT.fp16.onnx); repeatable. int8-static calibrates on 16 seeded inputs "
+    "drawn apart from parity's.",
+)
 @timeout_option("building and exporting the model")
 def command(
     model: str,
@@ -58,6 +68,7 @@ def command(
     verbose: bool,
     keep_stack_traces: bool,
     timeout: float,
+    variants: tuple[str, ...] = (),
 ) -> int:
     """Export MODEL to ONNX, check the file, and write it to OUTPUT.
 
@@ -71,7 +82,13 @@ def command(
     from nnkit.fsutil import check_distinct, check_writable
 
     check_writable(out)  # before the slow part
-    check_distinct([("--output", out)], model_files(model))
+    targets = [("--output", out)]
+    if variants:
+        from nnkit.rewrites import require_tools, variant_path
+
+        require_tools(variants)
+        targets += [("--variant", check_writable(variant_path(out, v))) for v in variants]
+    check_distinct(targets, model_files(model))
     result = export_reference(
         model,
         out,
@@ -89,4 +106,28 @@ def command(
     )
     for note in result.notes():
         click.echo(f"note: {note}", err=True)
+    if variants:
+        _write_variants(out, variants, timeout)
     return EXIT_OK
+
+
+def _write_variants(out: Path, variants: tuple[str, ...], timeout: float) -> None:
+    """Rewrite the exported file as each variant, beside it, in a worker (a tool that
+    crashes or hangs is an error, exit 2, and no half-written file)."""
+    from nnkit.rewrites import RewriteError, rewrite_file, variant_path
+    from nnkit.worker import Worker, WorkerFailure
+
+    with Worker("rewrites") as worker:
+        for variant in dict.fromkeys(variants):
+            try:
+                made = worker.call(
+                    rewrite_file, variant, out, variant_path(out, variant), timeout=timeout
+                )
+            except WorkerFailure as e:
+                raise RewriteError(f"rewriting {out} as {variant}: {e.format_message()}") from None
+            click.echo(
+                f"wrote {variant} to {made.path} [{human_bytes(made.size_bytes)}, "
+                f"{made.size_bytes / made.base_size_bytes:.2f}x the base; {made.tool}]"
+            )
+            for note in made.notes:
+                click.echo(f"note: {made.path.name} {note}", err=True)

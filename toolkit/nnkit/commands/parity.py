@@ -18,6 +18,7 @@ from nnkit.commands._options import (
     json_report_option,
     model_files,
     timeout_option,
+    variants_option,
 )
 
 if TYPE_CHECKING:
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
     from nnkit.matrix.shard import Shard
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+class BudgetType(ParsedType):
+    """``VARIANT:metric=value[,...]`` -> (variant, metric -> value)."""
+
+    name = "VARIANT:METRIC=X"
+
+    def parse(self, text: str) -> tuple[str, dict[str, float]]:
+        from nnkit.compare.budget import parse_budget
+
+        return parse_budget(text)
 
 
 class CompareType(ParsedType):
@@ -160,6 +172,20 @@ class ShardType(ParsedType):
     "each step (building a model, one PyTorch run, one export, loading a file on a "
     "runtime, one run of it)"
 )
+@variants_option(
+    "Also check these rewrites of every artifact (each a column: dynamo+fp16, file+int8-static), "
+    "judged by its budget; base always runs."
+)
+@click.option(
+    "--budget",
+    "budget",
+    multiple=True,
+    type=BudgetType(),
+    help="Override a variant's budget, repeatable: VARIANT:metric=value[,...] with metrics "
+    "atol, rtol (element-wise, scale-aware), cosine, corr (Pearson's r), snr (dB), top1, "
+    "top5, e.g. int8-dynamic:cosine=0.995 [defaults: slim/optimized: the base rule; fp16: "
+    "atol=0.01,rtol=0.01,cosine=0.999,corr=0.999; int8-*: cosine=0.99,corr=0.99,top1=0.9].",
+)
 @click.option(
     "--localize",
     is_flag=True,
@@ -237,6 +263,8 @@ def command(
     verbose: bool,
     timeout: float,
     localize: bool,
+    variants: list[str] | None,
+    budget: tuple[tuple[str, dict[str, float]], ...],
     trust_metadata: bool,
     list_plan: bool,
     shard: Shard | None,
@@ -289,6 +317,8 @@ def command(
         "timeout": timeout,
         "trust_metadata": trust_metadata,
         "localize": localize,
+        "variants": variants,
+        "budgets": list(budget) or None,
     }
     model_options: dict[str, Any] = {
         "inputs": inputs,
@@ -306,6 +336,14 @@ def command(
         from nnkit.matrix.plan import ParityRequest
 
         request = ParityRequest.from_options(models, **model_options, **request_options)
+    running = ["base", *(v for v in request.variants or [] if v != "base")]
+    unused = [v for v, _ in budget if v not in running]
+    if unused:  # a budget for a variant that does not run: a typo, or a variant left out
+        raise click.BadParameter(
+            f"{unused[0]!r} is not among the variants run ({', '.join(running)}); "
+            "add it to --variants",
+            param_hint="--budget",
+        )
     # How the run is carried out, with or without a manifest.
     request = dataclasses.replace(
         request, **_scale_options(shard, cache_dir, no_cache, jobs, max_seconds_per_cell)

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from nnkit.compare.agreement import correlation, snr_db, top_k_agreement
 from nnkit.compare.result import OutputCompareResult
 from nnkit.compare.rules import DEFAULT_MIN_COSINE, DEFAULT_TOLERANCES, Check, Rule, Tolerance
-from nnkit.compare.text import fmt, fmt_cosine
+from nnkit.compare.text import fmt, fmt_cosine, short
 
 #: A float reference is "full of ties" when at least this share of its non-zero values
 #: (and at least :data:`MIN_TIES` of them) equal another value of the same row (the last
@@ -86,6 +87,8 @@ def compare_with(name: str, ref: np.ndarray, got: np.ndarray, check: Check) -> O
         result.reason = f"shape {tuple(got.shape)} != reference {tuple(ref.shape)}"
         result.min_atol = result.min_rtol = result.error_ratio = None
         return result
+    if ref.dtype.kind in "fc" or str(ref.dtype) in DEFAULT_TOLERANCES:
+        result.top1, result.top5 = top_k_agreement(r, g)
     if check.mode == "set":
         axis = -1 if check.axis is None else check.axis
         try:
@@ -114,6 +117,8 @@ def compare_with(name: str, ref: np.ndarray, got: np.ndarray, check: Check) -> O
             result.max_rel_diff = float((diff[nonzero] / mag[nonzero]).max())
     result.rel_err_norm = _ratio(_norm(gb - rb), _norm(rb))
     result.cosine = cosine(rb, gb)
+    result.snr_db = snr_db(rb, gb)
+    result.correlation = correlation(rb, gb)
     if check.mode == "exact":
         integers = ref.dtype.kind in "biu" and ref.dtype == got.dtype
         # Integers are compared as they are: float64 cannot tell 2**53 from 2**53 + 1.
@@ -181,7 +186,7 @@ def _cosine(result: OutputCompareResult) -> None:
         result.error_ratio = min(result.error_ratio, 1.0)
     result.min_atol = result.min_rtol = None
     if not result.passed:
-        result.reason = f"cosine {fmt_cosine(result.cosine)} < {threshold:.6g}"
+        result.reason = f"cosine {fmt_cosine(result.cosine)} < {short(threshold)}"
 
 
 # -- degenerate references ----------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,17 @@ class OutputCompareResult:
     reason: str = ""
     #: Whether the values were compared (not when shapes differ or a set axis is wrong).
     compared: bool = False
+    # -- the metrics of rewrites that change the math (nnkit.compare.agreement) --
+    #: Signal-to-noise ratio in dB, ``10*log10(||ref||^2 / ||got-ref||^2)`` (inf: equal).
+    snr_db: float | None = None
+    #: Pearson's r (the cosine with the means removed); None where the reference is constant.
+    correlation: float | None = None
+    #: Class-score-like outputs (2-D, more than one class): the share of rows whose
+    #: argmax agrees, and whose reference argmax is in the runtime's top 5 (None else).
+    top1: float | None = None
+    top5: float | None = None
+    #: The variant's budget this output was judged by (``fp16: atol=0.01,...``), or None.
+    budget: str | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -97,9 +109,22 @@ class OutputCompareResult:
         return (
             f"max_abs_diff={fmt(self.max_abs_diff)} max_rel_diff={fmt(self.max_rel_diff)} "
             f"mean_abs_diff={fmt(self.mean_abs_diff)} p99_abs_diff={fmt(self.p99_abs_diff)} "
-            f"rel_err_norm={fmt(self.rel_err_norm)} cosine={fmt_cosine(self.cosine)}; "
-            f"{self.magnitudes()}"
+            f"rel_err_norm={fmt(self.rel_err_norm)} cosine={fmt_cosine(self.cosine)}"
+            f"{self.agreement()}; {self.magnitudes()}"
         )
+
+    def agreement(self) -> str:
+        """`` snr=41.2dB top1=1 top5=1``: the metrics that exist for this output."""
+        text = ""
+        if self.snr_db is not None and not math.isnan(self.snr_db):
+            text += f" snr={self.snr_db:.1f}dB" if math.isfinite(self.snr_db) else " snr=inf"
+        if self.correlation is not None and not math.isnan(self.correlation):
+            text += f" corr={fmt_cosine(self.correlation)}"
+        if self.top1 is not None:
+            text += f" top1={self.top1:.3g}"
+        if self.top5 is not None:
+            text += f" top5={self.top5:.3g}"
+        return text
 
     def detail(self) -> str:
         """One line for any result: the verdict, the metrics, the share of tolerance used."""
@@ -175,6 +200,11 @@ class OutputCompareResult:
             "min_rtol": finite(self.min_rtol),
             "warnings": list(self.warnings),
             "reason": self.reason,
+            "snr_db": finite(self.snr_db),
+            "correlation": finite(self.correlation),
+            "top1": self.top1,
+            "top5": self.top5,
+            "budget": self.budget,
         }
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnkit.compare import Tolerance, compare_outputs
+from nnkit.compare.budget import Budget, apply_budget, budget_tolerance
 from nnkit.errors import (
     BackendError,
     BackendUnavailableError,
@@ -50,7 +51,7 @@ class CaseRun:
 
 
 @dataclass
-class Budget:
+class CellClock:
     """A cell's time: ``--timeout`` per call, and ``--max-seconds-per-cell`` for the whole
     cell (``cap``; None: none). A call's timeout is the lesser of the two that is left."""
 
@@ -89,14 +90,18 @@ def run_cell(
     tolerance: Tolerance,
     timeout: float | None,
     *,
-    budget: float | None = None,
+    budget: Budget | None = None,
+    max_seconds: float | None = None,
 ) -> list[CaseResult]:
     """Load the file on the cell's backend once and run every case; never raises.
+
+    A variant's cell (``budget`` given) is judged by its budget
+    (:mod:`nnkit.compare.budget`); ``tolerance`` is then the base's.
 
     The runtime runs in a worker: one that aborts or hangs makes its case an ``error``
     (the next case runs in a fresh worker). A backend that ran some case of the file
     but fails another does not lack support for the model: the file fails to generalise
-    (a ``mismatch``). With a ``budget`` (seconds for the whole cell), the case running
+    (a ``mismatch``). With ``max_seconds`` (for the whole cell), the case running
     when it is spent is stopped and it and the cases left are ``timeout``.
     """
     from nnkit.steps import close_backend, load_backend
@@ -106,9 +111,11 @@ def run_cell(
         return [_result(cell, run, status, message) for run in runs]
 
     if record.error or record.path is None:
+        if record.source == "rewrite":
+            return results("error", record.error)
         return results("error", f"export failed: {record.error}")
     path = record.path
-    limits = Budget(timeout, budget)
+    limits = CellClock(timeout, max_seconds)
     try:
         declared = runtimes.call(load_backend, cell.backend, path, timeout=limits.call_timeout())
     except WorkerFailure as e:
@@ -124,7 +131,7 @@ def run_cell(
         return [
             _result(cell, run, "timeout", limits.message(cell.backend))
             if limits.spent
-            else _run_case(runtimes, cell, path, declared, run, tolerance, limits)
+            else _run_case(runtimes, cell, path, declared, run, tolerance, limits, budget)
             for run in runs
         ]
     finally:
@@ -173,6 +180,7 @@ def _result(
         model=cell.model,
         exporter=cell.exporter,
         artifact=cell.artifact,
+        variant=cell.variant,
         backend=cell.backend,
         case=run.case.name,
         status=status,
@@ -189,7 +197,8 @@ def _run_case(
     declared: tuple[tuple[TensorInfo, ...], tuple[TensorInfo, ...]],
     run: CaseRun,
     tolerance: Tolerance,
-    limits: Budget,
+    limits: CellClock,
+    budget: Budget | None = None,
 ) -> CaseResult:
     from nnkit.backends.base import check_feeds
     from nnkit.steps import run_backend
@@ -224,7 +233,7 @@ def _run_case(
         f = failure(e, hint=TRACEBACK_HINT)
         return _result(cell, run, "error", f.message, traceback=f.traceback)
     try:
-        return _judge(cell, run, got, outputs, notes, tolerance, seconds)
+        return _judge(cell, run, got, outputs, notes, tolerance, seconds, budget)
     except Exception as e:  # a bug in nnkit: this result is an error, the matrix goes on
         f = failure(e, hint=TRACEBACK_HINT)
         return _result(cell, run, "error", f.message, traceback=f.traceback)
@@ -238,8 +247,10 @@ def _judge(
     notes: list[str],
     tolerance: Tolerance,
     seconds: float,
+    budget: Budget | None = None,
 ) -> CaseResult:
-    """Compare a run's outputs with PyTorch's: the result of one case."""
+    """Compare a run's outputs with PyTorch's: the result of one case (a variant's by
+    its budget)."""
     assert run.reference is not None
     if run.ignored:
         from nnkit.binding import is_ignored
@@ -247,7 +258,12 @@ def _judge(
         got = {k: v for k, v in got.items() if not is_ignored(k, run.ignored)}
     notes.extend(declared_shape_notes(outputs, got))
     got = _match_names(got, list(run.reference), what="outputs", notes=notes)
-    compared = compare_outputs(run.reference, got, tolerance=tolerance)
+    if budget is None:
+        compared = compare_outputs(run.reference, got, tolerance=tolerance)
+    else:
+        policy = budget_tolerance(budget, tolerance, run.reference)
+        compared = compare_outputs(run.reference, got, tolerance=policy)
+        apply_budget(compared, cell.variant, budget)
     result = _result(cell, run, "pass" if compared else "mismatch", compared.summary())
     result.outputs = compared.outputs
     result.warnings = compared.warnings

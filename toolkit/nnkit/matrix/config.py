@@ -11,6 +11,8 @@ and one ``[[model]]`` table per model::
     strict = false
     timeout = 600
     artifacts = "reports/onnx"          # relative to this file
+    variants = ["fp16", "int8-static"]  # rewrites checked too (base always runs)
+    budget = ["int8-static:cosine=0.995"]
 
     [[model]]
     ref = "models/net.py:make_net"      # zoo name, file.py:Name or module:name
@@ -57,6 +59,8 @@ RUN_KEYS: dict[str, type | tuple[type, ...]] = {
     "artifacts": str,
     "onnx": str,
     "trust_metadata": bool,
+    "variants": list,
+    "budget": list,
 }
 #: ``[[model]]`` keys, and the type each takes.
 MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -125,9 +129,25 @@ def load_config(path: str | Path, *, only: Sequence[str] = (), **overrides: Any)
         "artifacts": _path(run["artifacts"], folder) if "artifacts" in run else None,
         "onnx": _path(run["onnx"], folder) if "onnx" in run else None,
         "trust_metadata": run.get("trust_metadata", False),
+        "variants": run.get("variants"),
+        "budgets": [_budget(t, where=f"{p} [parity]") for t in run.get("budget", [])],
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return ParityRequest(models=models, config=p, **settings)
+
+
+def _budget(text: Any, *, where: str) -> tuple[str, dict[str, float]]:
+    """One ``budget`` entry, ``VARIANT:metric=value[,...]``, parsed."""
+    from nnkit.compare.budget import parse_budget
+
+    if not isinstance(text, str):
+        raise ConfigError(
+            f"{where}: budget entries are text like 'fp16:cosine=0.999', got {text!r}"
+        )
+    try:
+        return parse_budget(text)
+    except NnkitError as e:
+        raise ConfigError(f"{where}: {e.message}") from None
 
 
 def _checked(

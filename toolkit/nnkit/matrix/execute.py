@@ -43,9 +43,11 @@ from nnkit.matrix.results import (
     ProgressEvent,
 )
 from nnkit.matrix.shard import plan_record
+from nnkit.matrix.variants import file_size, make_variant
 
 if TYPE_CHECKING:
     from nnkit.cache import ExportCache
+    from nnkit.compare.budget import Budget
     from nnkit.steps import ModelInfo, ModelRequest
     from nnkit.worker import InProcess, Worker
 
@@ -100,6 +102,7 @@ def execute(
         record: ArtifactRecord,
         runs: list[CaseRun],
         tolerance: Tolerance,
+        budget: Budget | None,
         index: int,
     ) -> None:
         if progress:
@@ -117,7 +120,8 @@ def execute(
             runs,
             tolerance,
             request.timeout,
-            budget=request.max_seconds_per_cell,
+            budget=budget,
+            max_seconds=request.max_seconds_per_cell,
         )
         cell.seconds = time.perf_counter() - began
         if progress:
@@ -140,15 +144,39 @@ def execute(
             )
             report.cases[m.name] = m.cases
             runs = _reference_runs(user, requests[m.name], info, m.cases, request.timeout)
+            records: dict[str, ArtifactRecord] = {}
             for artifact in m.artifacts:
                 backends = [b for b in plan.backends if f"{m.name}|{artifact.id}|{b}" in chosen]
-                if not backends:
+                if not backends and not _is_needed_base(m, artifact.id, chosen):
                     continue
-                record = _make_artifact(
-                    user, requests[m.name], m.name, artifact, folder, request.timeout, cache
-                )
+                if artifact.source == "rewrite":
+                    base = records[artifact.base]
+                    record = pool.submit(  # a rewrite runs on a runtime worker
+                        functools.partial(
+                            make_variant,
+                            model=m,
+                            artifact=artifact,
+                            base=base,
+                            folder=folder,
+                            timeout=request.timeout,
+                        )
+                    ).result()
+                else:
+                    record = _make_artifact(
+                        user, requests[m.name], m.name, artifact, folder, request.timeout, cache
+                    )
+                    file_size(record)
+                records[artifact.id] = record
                 report.exports.append(record)
-                row = [Cell(m.name, artifact.exporter, b, artifact=artifact.id) for b in backends]
+                if not backends:  # a base file only its variants' chosen cells need
+                    continue
+                budget = plan.budgets.get(artifact.variant) if artifact.variant != "base" else None
+                row = [
+                    Cell(
+                        m.name, artifact.exporter, b, artifact=artifact.id, variant=artifact.variant
+                    )
+                    for b in backends
+                ]
                 futures = [
                     pool.submit(
                         functools.partial(
@@ -157,6 +185,7 @@ def execute(
                             record=record,
                             runs=runs,
                             tolerance=tolerance,
+                            budget=budget,
                             index=next(counter),
                         )
                     )
@@ -191,9 +220,10 @@ def execute(
                     )
                 ).result()
             report.results.extend(r for c in row for r in c.results)
-    if request.artifacts is None and request.onnx is None:  # the temporary folder is gone
+    if request.artifacts is None:  # the temporary folder is gone (an --onnx file is not)
         for record in report.exports:
-            record.path = None
+            if record.source != "file":
+                record.path = None
         _forget_folder(report, folder)
     report.environment = environment(plan.backends)
     report.seconds = time.perf_counter() - start
@@ -221,6 +251,17 @@ def _empty_report(plan: Plan, models: Sequence[ModelPlan]) -> ParityReport:
         onnx=str(plan.request.onnx) if plan.request.onnx else None,
         artifacts=list(dict.fromkeys(a.id for m in models for a in m.artifacts)),
         plan=plan_record(plan, plan.request.shard),
+        variants=list(plan.variants),
+        budgets={v: plan.budgets[v].text() for v in plan.variants if v in plan.budgets},
+    )
+
+
+def _is_needed_base(model: ModelPlan, artifact: str, chosen: Collection[str]) -> bool:
+    """Whether a variant of ``artifact`` has a chosen cell: its file is made even where
+    its own cells are not chosen (a shard)."""
+    return any(
+        a.base == artifact and any(c.startswith(f"{model.name}|{a.id}|") for c in chosen)
+        for a in model.artifacts
     )
 
 
@@ -324,7 +365,12 @@ def _make_artifact(
     from nnkit.steps import export
 
     record = ArtifactRecord(
-        model, artifact.exporter, None, artifact=artifact.id, source=artifact.source
+        model,
+        artifact.exporter,
+        None,
+        artifact=artifact.id,
+        source=artifact.source,
+        variant=artifact.variant,
     )
     if artifact.source == "file":
         record.path = str(artifact.path)

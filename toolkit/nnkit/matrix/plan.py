@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnkit.compare import Rule, Tolerance
+from nnkit.compare.budget import Budget
 from nnkit.errors import BackendUnavailableError, SpecError
 from nnkit.matrix.cases import ParityRequestError, ShapeCase, case_to_dict, load_data, model_cases
 from nnkit.matrix.results import cell_id
@@ -99,6 +100,10 @@ class ParityRequest:
     #: Seconds one cell (loading the file, every case) may take; its cases not done by
     #: then are ``timeout`` results. None: no cap.
     max_seconds_per_cell: float | None = None
+    #: Rewrites of every artifact to check too (:mod:`nnkit.rewrites`; ``base`` always
+    #: runs), and ``--budget`` overrides: (variant, metric -> value), later ones win.
+    variants: list[str] | None = None
+    budgets: Sequence[tuple[str, Mapping[str, float]]] = ()
 
     @classmethod
     def from_options(
@@ -149,14 +154,20 @@ class ArtifactPlan:
     source: str
     exporter: str
     path: Path | None = None
+    #: A variant's rewrite (``fp16``; source ``rewrite``) and the artifact it rewrites.
+    variant: str = "base"
+    base: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body = {
             "id": self.id,
             "source": self.source,
             "exporter": self.exporter,
             "path": None if self.path is None else str(self.path),
         }
+        if self.variant != "base":
+            body.update(variant=self.variant, base=self.base)
+        return body
 
 
 @dataclass
@@ -206,6 +217,9 @@ class Plan:
     models: list[ModelPlan]
     backends: list[str]
     exporters: list[str]
+    #: The variants (``base`` first) and every rewrite's budget (:mod:`nnkit.compare.budget`).
+    variants: list[str] = field(default_factory=lambda: ["base"])
+    budgets: dict[str, Budget] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[CellPlan]:
@@ -232,6 +246,9 @@ class Plan:
                 for c in self.cells
             ],
         }
+        if len(self.variants) > 1:
+            body["variants"] = list(self.variants)
+            body["budgets"] = {v: b.text() for v, b in self.budgets.items() if v in self.variants}
         return {"fingerprint": fingerprint(body), **body}
 
 
@@ -256,9 +273,13 @@ def plan(request: ParityRequest) -> Plan:
 
     for spec in request.models:
         spec.tolerance()  # a NaN, infinite or negative tolerance: refused before any work
+    from nnkit.matrix.variants import file_variant, plan_variants
+
+    variants, budgets = plan_variants(request.variants, request.budgets or ())
     from nnkit.onnxfile import load_model_file, metadata, stamped_specs
 
     onnx_meta: dict[str, str] = {}
+    made = "base"  # what an --onnx file is: a variant made by nnkit says so in its metadata
     stamped: tuple[TensorSpec, ...] = ()
     specs = list(request.models)
     if request.onnx is not None:
@@ -283,6 +304,7 @@ def plan(request: ParityRequest) -> Plan:
             ref = model_from_metadata(onnx_meta, request.onnx, trust=request.trust_metadata)
             specs = [_with(base, ref=ref)]
         exporters = [onnx_meta.get("nnkit.exporter") or FILE_EXPORTER]
+        made = file_variant(onnx_meta, request.onnx)
     else:
         exporters = list(request.exporters) if request.exporters is not None else list(EXPORTERS)
         for spec in specs:
@@ -298,7 +320,7 @@ def plan(request: ParityRequest) -> Plan:
 
         base = specs[0] if specs else ModelSpec()
         specs = [_with(base, ref=name) for name in ZOO]
-    models = [_model_plan(spec, request, exporters, stamped) for spec in specs]
+    models = [_model_plan(spec, request, exporters, stamped, variants, made) for spec in specs]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ParityRequestError(f"a model is named twice: {', '.join(names)}")
@@ -307,6 +329,8 @@ def plan(request: ParityRequest) -> Plan:
         models=models,
         backends=select_backends(request.backends),
         exporters=list(dict.fromkeys(exporters)),
+        variants=list(dict.fromkeys([*variants, made])),
+        budgets=budgets,
     )
 
 
@@ -317,7 +341,12 @@ def _with(spec: ModelSpec, **changes: Any) -> ModelSpec:
 
 
 def _model_plan(
-    spec: ModelSpec, request: ParityRequest, exporters: list[str], stamped: tuple[TensorSpec, ...]
+    spec: ModelSpec,
+    request: ParityRequest,
+    exporters: list[str],
+    stamped: tuple[TensorSpec, ...],
+    variants: Sequence[str] = ("base",),
+    made: str = "base",
 ) -> ModelPlan:
     """One model's name, input specs, cases and artifacts."""
     resolved = None
@@ -334,9 +363,16 @@ def _model_plan(
         name, examples = spec.name or spec.ref, None
         inputs = model_inputs(spec, stamped)
     if request.onnx is not None:
-        artifacts = [ArtifactPlan(FILE_ARTIFACT, "file", exporters[0], request.onnx)]
+        artifacts = [ArtifactPlan(FILE_ARTIFACT, "file", exporters[0], request.onnx, variant=made)]
     else:
         artifacts = [ArtifactPlan(e, "export", e) for e in (spec.exporters or exporters)]
+    artifacts = [
+        a
+        if v == "base"
+        else ArtifactPlan(f"{a.id}+{v}", "rewrite", a.exporter, variant=v, base=a.id)
+        for a in artifacts
+        for v in variants
+    ]
     real = load_data(spec.data) if spec.data is not None else None
     cases = model_cases(
         _Shape(name, inputs, examples), chosen=spec.cases, data=real, generated=spec.generated_cases

@@ -73,6 +73,8 @@ class CaseResult:
     artifact: str = ""
     #: The traceback of a bug in nnkit that made this result an ``error``.
     traceback: str = ""
+    #: The rewrite of the artifact (``base``, ``fp16``, ...: :mod:`nnkit.rewrites`).
+    variant: str = "base"
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -100,6 +102,7 @@ class CaseResult:
             "seconds": round(self.seconds, 6),
             "outputs": [o.to_dict() for o in self.outputs],
             "traceback": self.traceback,
+            "variant": self.variant,
         }
 
     @classmethod
@@ -119,6 +122,7 @@ class CaseResult:
             seconds=data["seconds"],
             outputs=[output_from_dict(o) for o in data["outputs"]],
             traceback=data.get("traceback", ""),
+            variant=data.get("variant", "base"),
         )
 
 
@@ -147,6 +151,8 @@ class Cell:
     artifact: str = ""
     #: Where the cell first departs from PyTorch (``parity --localize``), if localized.
     localization: Localization | None = None
+    #: The rewrite of the artifact (``base``, ``fp16``, ...).
+    variant: str = "base"
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -183,6 +189,7 @@ class Cell:
             "notes": self.notes,
             "warnings": self.warnings,
             **({"localization": self.localization.to_dict()} if self.localization else {}),
+            "variant": self.variant,
         }
 
 
@@ -210,6 +217,16 @@ class ArtifactRecord:
     source: str = "export"
     #: The file came from the export cache (:mod:`nnkit.cache`), verified, not exported.
     cached: bool = False
+    # -- variants (nnkit.rewrites): ``source`` is ``rewrite`` for a variant --
+    #: The rewrite (``base`` for an exported or given file).
+    variant: str = "base"
+    #: The artifact a variant was rewritten from (``dynamo``), else "".
+    base: str = ""
+    #: The file's size in bytes (0 where there is no file).
+    size_bytes: int = 0
+    #: The rewrite's tool and version, and its settings (a variant's provenance).
+    tool: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.artifact = self.artifact or self.exporter
@@ -225,6 +242,11 @@ class ArtifactRecord:
             "error": self.error,
             "notes": list(self.notes),
             "cached": self.cached,
+            "variant": self.variant,
+            "base": self.base,
+            "size_bytes": self.size_bytes,
+            "tool": self.tool,
+            "settings": dict(self.settings),
         }
 
     @classmethod
@@ -239,6 +261,11 @@ class ArtifactRecord:
             artifact=data.get("artifact") or data["exporter"],
             source=data.get("source", "export"),
             cached=bool(data.get("cached", False)),
+            variant=data.get("variant", "base"),
+            base=data.get("base", ""),
+            size_bytes=data.get("size_bytes", 0),
+            tool=data.get("tool", ""),
+            settings=dict(data.get("settings", {})),
         )
 
 
@@ -270,6 +297,9 @@ class ParityReport:
     artifacts: list[str] = field(default_factory=list)
     #: The plan this report ran (its fingerprint and shard), for merging.
     plan: dict[str, Any] = field(default_factory=dict)
+    #: The variants run (``base`` first) and each rewrite's budget, as text.
+    variants: list[str] = field(default_factory=lambda: ["base"])
+    budgets: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.artifacts = self.artifacts or list(self.exporters)
@@ -288,9 +318,20 @@ class ParityReport:
     def artifact_title(self, artifact: str) -> str:
         """A column's heading: ``exporter: dynamo``, or the file and its provenance."""
         record = next((e for e in self.exports if e.artifact == artifact), None)
+        if record is not None and record.source == "rewrite":
+            from nnkit.render import human_bytes
+
+            made = f" by {record.tool}" if record.tool else ""
+            size = f", {human_bytes(record.size_bytes)}" if record.size_bytes else ""
+            budget = self.budgets.get(record.variant, "")
+            judged = f"; budget {budget}" if budget else ""
+            return f"variant: {artifact} ({record.variant} of {record.base}{made}{size}{judged})"
         if record is None or record.source == "export":
             return f"exporter: {artifact}"
         made = f", made by {record.exporter} per its metadata" if record.exporter != "file" else ""
+        if record.variant != "base":  # a variant nnkit wrote: judged by its budget
+            budget = self.budgets.get(record.variant, "")
+            made += f", its {record.variant} variant per its metadata; budget {budget}"
         return f"artifact: {artifact} ({record.path}{made})"
 
     def failing_statuses(self) -> tuple[str, ...]:
@@ -336,6 +377,8 @@ class ParityReport:
                 "rtol": self.rtol,
                 "compare": dict(self.compare),
                 "onnx": self.onnx,
+                "variants": list(self.variants),
+                "budgets": dict(self.budgets),
             },
             "plan": dict(self.plan),
             "warned": self.warned,
@@ -367,7 +410,9 @@ class ParityReport:
         for r in results:
             key = cell_id(r.model, r.artifact, r.backend)
             if key not in cells:
-                cells[key] = Cell(r.model, r.exporter, r.backend, artifact=r.artifact)
+                cells[key] = Cell(
+                    r.model, r.exporter, r.backend, artifact=r.artifact, variant=r.variant
+                )
                 cells[key].seconds = seconds.get(key, 0.0)
                 if key in localizations:
                     cells[key].localization = Localization.from_dict(localizations[key])
@@ -389,6 +434,8 @@ class ParityReport:
             environment=dict(data["environment"]),
             artifacts=list(request.get("artifacts") or request["exporters"]),
             plan=dict(data.get("plan", {})),
+            variants=list(request.get("variants", ["base"])),
+            budgets=dict(request.get("budgets", {})),
         )
 
 
