@@ -31,7 +31,6 @@ from nnkit.matrix.plan import (
     FILE_EXPORTER,
     ParityRequest,
     plan,
-    select_backends,
 )
 from nnkit.matrix.results import (
     REPORT_ORDER,
@@ -45,6 +44,7 @@ from nnkit.matrix.results import (
     ProgressEvent,
     worst,
 )
+from nnkit.matrix.sources import select_backends
 from nnkit.spec import TensorSpec
 
 __all__ = [

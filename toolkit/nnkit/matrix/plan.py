@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from nnkit.compare import Rule, Tolerance
 from nnkit.compare.budget import Budget
-from nnkit.errors import BackendUnavailableError, SpecError
+from nnkit.errors import SpecError
 from nnkit.matrix.cases import ParityRequestError, ShapeCase, case_to_dict, load_data, model_cases
 from nnkit.matrix.results import cell_id
+from nnkit.matrix.sources import model_from_metadata, select_backends
 from nnkit.spec import TensorSpec
 
 if TYPE_CHECKING:
@@ -415,69 +416,3 @@ def model_inputs(spec: ModelSpec, stamped: tuple[TensorSpec, ...]) -> tuple[Tens
             "name:dims[:dtype], e.g. --input x:batch=2x3x32x32"
         )
     return found
-
-
-def select_backends(names: Sequence[str] | None) -> list[str]:
-    """The backends to check: those named (each probed, refused if it cannot run here),
-    or every ONNX backend that runs here.
-
-    Raises:
-        NnkitError: an unknown name, or ``torch`` (the reference).
-        BackendUnavailableError: a backend named that cannot run here, with the reason.
-    """
-    from nnkit.backends import available, check_name, require
-
-    if names is None:
-        found = available()
-        usable = [n for n, reason in found.items() if reason is None]
-        if not usable:
-            reasons = "; ".join(r for r in found.values() if r)
-            raise BackendUnavailableError(f"no ONNX backend runs on this machine: {reasons}")
-        return usable
-    chosen = list(dict.fromkeys(names))
-    if not chosen:
-        raise ParityRequestError("no backends given")
-    for name in chosen:
-        check_name(name)  # torch, the reference, is refused with its own message
-    for name in chosen:
-        require(name)
-    return chosen
-
-
-def model_from_metadata(meta: Mapping[str, str], onnx: Path, *, trust: bool) -> str:
-    """The model an ONNX file names in its metadata, as a reference to build.
-
-    A zoo name is nnkit's own code. Anything else is code the file points at: it is
-    imported only when the user says so (``trust``), because a file received from
-    someone else must never run their code. A file reference is found relative to the
-    ONNX file (``nnkit.model_file``, stamped at export), so the check works from any
-    folder.
-
-    Raises:
-        ParityRequestError: the reference is not trusted, or its file cannot be found.
-    """
-    from nnkit.models import ZOO
-
-    named = meta["nnkit.model"]
-    if named in ZOO:
-        return named
-    if not trust:
-        raise ParityRequestError(
-            f"{onnx} names its model as {named!r} in its metadata; nnkit never imports code "
-            f"named inside a file it is given: name the model on the command line "
-            f"(nnkit parity MODEL --onnx {onnx}), or pass --trust-metadata if you trust the file"
-        )
-    where, sep, name = named.rpartition(":")
-    if not sep or not (where.endswith(".py") or "/" in where):
-        return named  # module:name, imported from the Python path
-    stamped = meta.get("nnkit.model_file")
-    candidates = [onnx.parent / stamped] if stamped else []
-    candidates.append(Path(where))
-    for candidate in candidates:
-        if candidate.is_file():
-            return f"{candidate}:{name}"
-    looked = " or ".join(repr(str(c)) for c in candidates)
-    raise ParityRequestError(
-        f"{onnx} names its model as {named!r}, but its source is not at {looked}: "
-        "name the model on the command line (nnkit parity MODEL --onnx FILE)"
-    )
