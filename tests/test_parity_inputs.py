@@ -171,28 +171,21 @@ def test_chosen_cases_run_beside_or_instead_of_the_generated_ones(
     assert [r["shapes"] for r in report["results"]] == [
         {"input_ids": [3, 4], "attention_mask": [3, 4]}
     ]
-    bad = run_cli(
-        "parity",
-        "--onnx",
-        str(masked_file),
-        "--trust-metadata",
-        "--backends",
-        "cpu",
-        "--case",
-        "len=3",
-    )
-    assert_one_line_error(bad, "has no dynamic dim 'len'", "'batch', 'seq'")
-    bad = run_cli(
-        "parity",
-        "--onnx",
-        str(masked_file),
-        "--trust-metadata",
-        "--backends",
-        "cpu",
-        "--case",
-        "seq",
-    )
-    assert_one_line_error(bad, "bad case 'seq'", "batch=1,seq=128")
+    for case, *expected in (
+        ("len=3", "has no dynamic dim 'len'", "'batch', 'seq'"),
+        ("seq", "bad case 'seq'", "batch=1,seq=128"),
+    ):
+        bad = run_cli(
+            "parity",
+            "--onnx",
+            str(masked_file),
+            "--trust-metadata",
+            "--backends",
+            "cpu",
+            "--case",
+            case,
+        )
+        assert_one_line_error(bad, *expected)
 
 
 def test_real_inputs_run_as_cases_named_after_their_files(
