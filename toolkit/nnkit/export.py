@@ -228,8 +228,18 @@ def exporter_warnings(caught: list) -> tuple[str, ...]:
         if w.category.__name__ != "TracerWarning":
             continue
         text = str(w.message).split(". ")[0].strip().rstrip(".")
-        seen[f"{w.category.__name__} at {w.filename}:{w.lineno}: {text}"] = None
+        seen[f"{w.category.__name__} at {_where(w.filename)}:{w.lineno}: {text}"] = None
     return tuple(seen)
+
+
+def _where(filename: str) -> str:
+    """A warning's file as a reader finds it: the user's path as it is; a library's (torch's
+    own modules warn too) from its package on, ``torch/nn/modules/rnn.py``."""
+    path = Path(filename)
+    for index in range(len(path.parts) - 1, 0, -1):
+        if path.parts[index - 1] in ("site-packages", "dist-packages"):
+            return "/".join(path.parts[index:])
+    return filename
 
 
 def _stamp(
