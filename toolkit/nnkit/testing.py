@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from nnkit.compare import Rule
-from nnkit.parity import ParityReport, ParityRequest, ParityRequestError, run
+from nnkit.parity import ParityReport, ParityRequestError, run_parity
 from nnkit.spec import TensorSpec, parse_spec
 
 
@@ -128,7 +128,7 @@ def assert_parity(
             f"example_inputs and dynamic go with a model object; {model!r} is a reference: "
             "give its inputs as specs (inputs=[...])"
         )
-    request = ParityRequest.from_options(
+    report = run_parity(
         [target],
         inputs=specs,
         cases=cases,
@@ -138,13 +138,12 @@ def assert_parity(
         atol=atol,
         rtol=rtol,
         compare=compare,
-        backends=None if backends is None else list(backends),
-        exporters=None if exporters is None else list(exporters),
-        onnx=None if onnx is None else Path(onnx),
+        backends=backends,
+        exporters=exporters,
+        onnx=onnx,
         strict=strict,
         localize=localize,
     )
-    report = run(request)
     if not report:
         name = model if isinstance(model, str) else report.models[0]
         raise AssertionError(f"parity failed for {name!r}\n{render_console(report)}")

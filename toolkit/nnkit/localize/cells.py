@@ -24,12 +24,12 @@ if TYPE_CHECKING:
 
 
 def localize_row(
+    runtimes: Executor,
+    *,
     row: Sequence[Cell],
     runs: Sequence[CaseRun],
     record: ArtifactRecord,
-    *,
     user: Executor,
-    runtimes: Executor,
     request: ModelRequest,
     tolerance: Tolerance,
     folder: Path | None,

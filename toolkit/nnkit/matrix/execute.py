@@ -202,13 +202,11 @@ def execute(
             if request.localize:
                 from nnkit.localize.cells import localize_row
 
-                def localize(runtimes: Worker, row: list[Cell] = row, **kw: Any) -> None:
-                    localize_row(row, runtimes=runtimes, **kw)
-
                 # On a runtime worker of the pool: the cells' workers, and the same ones.
                 pool.submit(
                     functools.partial(
-                        localize,
+                        localize_row,
+                        row=row,
                         runs=runs,
                         record=record,
                         user=user,
